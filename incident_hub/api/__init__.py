@@ -1,0 +1,1 @@
+"""The unified REST API (FastAPI)."""

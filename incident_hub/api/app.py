@@ -1,0 +1,54 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from incident_hub import __version__
+from incident_hub.api import incidents, ops, outbox, problems
+from incident_hub.api.middleware import BodyLimit, Metrics
+from incident_hub.hub import Hub
+from incident_hub.logs import configure as configure_logging
+from incident_hub.settings import Settings, get_settings
+
+DESCRIPTION = """
+One canonical record of every incident, kept in step with PagerDuty, ServiceNow, Opsgenie and Jira.
+
+Authenticate with `Authorization: Bearer <key>` (make one with `incident-hub apikey create`).
+Errors are RFC 9457 `application/problem+json`. Updates honour `If-Match` with the `ETag` the hub returned.
+"""
+
+
+def create_app(settings: Settings | None = None, *, migrate: bool = True) -> FastAPI:
+    settings = settings or get_settings()
+    hub = Hub(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if migrate:
+            hub.migrate()
+        await hub.start()
+        try:
+            yield
+        finally:
+            await hub.stop()
+
+    app = FastAPI(title="incident-hub", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    app.state.hub = hub
+    problems.install(app)
+    app.include_router(incidents.router)
+    app.include_router(outbox.router)
+    app.include_router(ops.router)
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(Metrics)
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """Factory for `uvicorn --factory` and multi-worker serving: settings and logging from the environment."""
+    settings = get_settings()
+    configure_logging(settings.log_level, json_lines=settings.log_json)
+    return create_app(settings)

@@ -1,0 +1,45 @@
+"""Liveness, readiness and Prometheus metrics (no API key: for orchestrators and scrapers)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
+
+from incident_hub.hub import Hub
+from incident_hub.metrics import REGISTRY
+from incident_hub.store import migrate
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/healthz")
+def healthz() -> dict[str, str]:
+    """The process is up."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+def readyz(request: Request) -> JSONResponse:
+    """Ready when the database answers and its schema is at the current migration."""
+    hub: Hub = request.app.state.hub
+    checks: dict[str, str] = {}
+    try:
+        with hub.db.read() as session:
+            session.execute(text("SELECT 1"))
+        checks["database"] = "ok"
+        checks["migrations"] = "ok" if migrate.is_current(hub.db) else "behind"
+    except Exception as error:  # the probe reports any failure rather than raising it
+        checks["database"] = f"unreachable: {type(error).__name__}"
+    ready = all(v == "ok" for v in checks.values())
+    return JSONResponse(
+        {"status": "ready" if ready else "not ready", "checks": checks}, status_code=200 if ready else 503
+    )
+
+
+@router.get("/metrics")
+def metrics(request: Request) -> Response:
+    hub: Hub = request.app.state.hub
+    body = generate_latest(REGISTRY) + generate_latest(hub.metrics_registry)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)

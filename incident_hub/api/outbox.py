@@ -1,0 +1,66 @@
+"""Event subscriptions and the deliveries that carry events to them (dead letters, replay)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, Response, status
+
+from incident_hub.api.auth import Admin, Reader, Writer
+from incident_hub.commands import SubscriptionDraft
+from incident_hub.hub import Hub
+from incident_hub.sync.outbox import Delivery
+from incident_hub.sync.subscribers import Subscription
+
+router = APIRouter(prefix="/api/v1", tags=["events"])
+
+
+def _hub(request: Request) -> Hub:
+    hub: Hub = request.app.state.hub
+    return hub
+
+
+@router.post("/subscriptions", response_model=Subscription, status_code=status.HTTP_201_CREATED)
+def create_subscription(draft: SubscriptionDraft, request: Request, _: Admin) -> Subscription:
+    """Receive events at `url`, each signed `X-Incident-Hub-Signature: sha256=<HMAC-SHA256(secret, body)>`."""
+    return _hub(request).subscriptions.create(draft)
+
+
+@router.get("/subscriptions", response_model=list[Subscription])
+def list_subscriptions(request: Request, _: Admin) -> list[Subscription]:
+    return _hub(request).subscriptions.active()
+
+
+@router.delete("/subscriptions/{subscription_id}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_subscription(subscription_id: str, request: Request, _: Admin) -> Response:
+    """Stop sending; deliveries still queued for this subscription are cancelled."""
+    _hub(request).subscriptions.delete(subscription_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get("/deliveries", response_model=list[Delivery])
+def list_deliveries(
+    request: Request,
+    _: Reader,
+    state: Annotated[str | None, Query(pattern="^(pending|delivered|dead|cancelled)$")] = None,
+    target_kind: str | None = None,
+    after_id: Annotated[int | None, Query(description="Cursor: the last id of the previous page.")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> list[Delivery]:
+    """Deliveries by state (`?state=dead` lists the dead letters), oldest first."""
+    return _hub(request).outbox.search(state=state, target_kind=target_kind, after_id=after_id, limit=limit)
+
+
+@router.get("/deliveries/{delivery_id}", response_model=Delivery)
+def get_delivery(delivery_id: int, request: Request, _: Reader) -> Delivery:
+    """One delivery with every attempt made."""
+    return _hub(request).outbox.get(delivery_id)
+
+
+@router.post("/deliveries/{delivery_id}/replay", response_model=Delivery)
+def replay_delivery(delivery_id: int, request: Request, _: Writer) -> Delivery:
+    """Send a dead delivery again (with a fresh retry budget)."""
+    hub = _hub(request)
+    delivery = hub.outbox.replay(delivery_id)
+    hub.dispatcher.wake()
+    return delivery

@@ -1,0 +1,129 @@
+"""`incident-hub`: serve, migrate, manage API keys, replay dead letters, run the demo."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+import typer
+
+from incident_hub.settings import get_settings
+
+app = typer.Typer(
+    help="incident-hub: one canonical record of every incident.", no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+apikey_app = typer.Typer(help="API keys.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(apikey_app, name="apikey")
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Bind address (default INCIDENT_HUB_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default INCIDENT_HUB_PORT).")] = None,
+    workers: Annotated[int, typer.Option(help="Worker processes, each with API and dispatcher.")] = 1,
+) -> None:
+    """Run the API and the dispatcher."""
+    import uvicorn
+
+    from incident_hub.api.app import app_from_env
+    from incident_hub.hub import Hub
+    from incident_hub.logs import configure
+
+    settings = get_settings()
+    configure(settings.log_level, json_lines=settings.log_json)
+    # Migrate once before the workers start, so they do not race for it.
+    Hub(settings).migrate()
+    uvicorn.run(
+        "incident_hub.api.app:app_from_env" if workers > 1 else app_from_env(),
+        factory=workers > 1,
+        host=host or settings.host,
+        port=port or settings.port,
+        workers=workers,
+        log_config=None,
+        access_log=False,
+    )
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: Annotated[str, typer.Argument(help="Target revision.")] = "head") -> None:
+    """Apply migrations up to `revision`."""
+    from incident_hub.store import migrate
+    from incident_hub.store.db import Database
+
+    db = Database(get_settings().resolved_database_url())
+    migrate.upgrade(db, revision)
+    typer.echo(f"database at revision {migrate.current_revision(db)}")
+
+
+@apikey_app.command("create")
+def apikey_create(
+    name: Annotated[str, typer.Option(help="Who or what uses the key.")],
+    scope: Annotated[list[str], typer.Option(help="read, write or admin (repeatable).")],
+) -> None:
+    """Make a key and print it once: it is stored only as a hash."""
+    from incident_hub.api.auth import ApiKeys, Scope
+    from incident_hub.store import migrate
+    from incident_hub.store.db import Database
+
+    try:
+        scopes = [Scope(s) for s in scope]
+    except ValueError as error:
+        raise typer.BadParameter("scopes are read, write, admin") from error
+    db = Database(get_settings().resolved_database_url())
+    migrate.upgrade(db)
+    issued = ApiKeys(db).create(name, scopes)
+    typer.echo(f"id:     {issued.id}\nscopes: {', '.join(s.value for s in issued.scopes)}\nkey:    {issued.key}")
+    typer.echo("Store the key now: it cannot be shown again.", err=True)
+
+
+@apikey_app.command("revoke")
+def apikey_revoke(key_id: str) -> None:
+    """Revoke a key by id (replicas stop accepting it within INCIDENT_HUB_API_KEY_CACHE_SECONDS)."""
+    from incident_hub.api.auth import ApiKeys
+    from incident_hub.store.db import Database
+
+    if not ApiKeys(Database(get_settings().resolved_database_url())).revoke(key_id):
+        raise typer.Exit(1)
+    typer.echo(f"revoked {key_id}")
+
+
+@app.command()
+def replay(
+    delivery_id: Annotated[list[int] | None, typer.Argument(help="Dead deliveries to replay; none: all.")] = None,
+    send: Annotated[bool, typer.Option(help="Send them now, from this process.")] = False,
+) -> None:
+    """Replay dead deliveries (a running hub sends them; `--send` sends them from here)."""
+    from incident_hub.hub import Hub
+
+    hub = Hub(get_settings())
+    ids = delivery_id or [d.id for d in hub.outbox.search(state="dead", limit=10_000)]
+    for one in ids:
+        hub.outbox.replay(one)
+        typer.echo(f"replaying delivery {one}")
+    if send and ids:
+        asyncio.run(_drain(hub))
+        for one in ids:
+            typer.echo(f"delivery {one}: {hub.outbox.get(one).state}")
+
+
+async def _drain(hub: object) -> None:
+    from incident_hub.hub import Hub
+
+    assert isinstance(hub, Hub)
+    await hub.dispatcher.drain()
+    await hub.stop()
+
+
+@app.command()
+def demo() -> None:
+    """Start a throw-away hub and walk an incident through its life, showing the events sent out."""
+    from incident_hub.demo import run
+
+    raise typer.Exit(run())
+
+
+def main() -> None:
+    app()

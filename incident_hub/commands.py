@@ -1,0 +1,180 @@
+"""What callers ask of the hub: typed inputs for creating and changing incidents.
+
+Unknown fields are refused (`extra="forbid"`), so a typo is a 422 naming the field, not a silent no-op.
+Lifecycle timestamps are not here: status moves set them.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Self
+
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, model_validator
+
+from incident_hub.model import AffectedService, AutomatedResponse, Role, Severity, Status, Summary
+
+
+class _Command(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class IncidentDraft(_Command):
+    """A new incident."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "title": "Checkout API returning 502s",
+                    "description": "Error rate above 20% since 14:02 UTC",
+                    "severity": "SEV2_HIGH",
+                    "affected_services": [{"name": "checkout-api", "impact": "partial_outage"}],
+                    "assigned_team": "payments",
+                    "dedup_key": "checkout-api/5xx",
+                    "source": "prometheus",
+                    "automated_responses": [
+                        {
+                            "action_type": "page_oncall",
+                            "details": {"team": "payments"},
+                            "execution_status": "succeeded",
+                        }
+                    ],
+                }
+            ]
+        },
+    )
+
+    title: str = Field(min_length=1, max_length=500)
+    description: str | None = None
+    severity: Severity = Severity.SEV3_MEDIUM
+    affected_services: list[AffectedService] = Field(default_factory=list)
+    assigned_team: str | None = Field(default=None, max_length=200)
+    assignee: str | None = Field(default=None, max_length=200)
+    commander: str | None = Field(default=None, max_length=200)
+    tech_lead: str | None = Field(default=None, max_length=200)
+    comms_lead: str | None = Field(default=None, max_length=200)
+    detected_at: datetime | None = Field(default=None, description="When the problem began; default now.")
+    dedup_key: str | None = Field(
+        default=None,
+        max_length=255,
+        description="At most one open incident per key: creating with an open incident's key returns it.",
+    )
+    source: str | None = Field(default=None, max_length=100, examples=["prometheus"])
+    tags: list[str] = Field(default_factory=list)
+    automated_responses: list[AutomatedResponse] = Field(default_factory=list)
+    author: str | None = Field(default=None, max_length=200, description="Who reports it.")
+
+
+class IncidentPatch(_Command):
+    """Fields to change; omitted fields stay as they are. Status has its own endpoint."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"title": "Checkout 502s (EU only)", "assignee": "carol"}]},
+    )
+
+    title: str | None = Field(default=None, min_length=1, max_length=500)
+    description: str | None = None
+    severity: Severity | None = None
+    affected_services: list[AffectedService] | None = None
+    assigned_team: str | None = Field(default=None, max_length=200)
+    assignee: str | None = Field(default=None, max_length=200)
+    root_cause: str | None = None
+    resolution_notes: str | None = None
+    summary: Summary | None = None
+    tags: list[str] | None = None
+    author: str | None = Field(default=None, max_length=200)
+
+
+class StatusChange(_Command):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"status": "ACKNOWLEDGED", "message": "Looking", "author": "alice"}]},
+    )
+
+    status: Status
+    message: str | None = Field(default=None, max_length=10_000)
+    author: str | None = Field(default=None, max_length=200)
+    reopen: bool = Field(default=False, description="Required to move a CLOSED incident back to work.")
+
+
+class EscalationRequest(_Command):
+    """Raise severity and/or hand to another team; with neither, severity rises one level."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"reason": "Error budget burning", "target_severity": "SEV1_CRITICAL"}]
+        },
+    )
+
+    reason: str = Field(min_length=1, max_length=10_000)
+    target_severity: Severity | None = None
+    target_team: str | None = Field(default=None, max_length=200)
+    author: str | None = Field(default=None, max_length=200)
+
+
+class NoteDraft(_Command):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"message": "Rollback started", "author": "bob", "is_public": False}]
+        },
+    )
+
+    message: str = Field(min_length=1, max_length=100_000)
+    author: str | None = Field(default=None, max_length=200)
+    is_public: bool = Field(
+        default=True, description="Public notes are customer-facing; internal ones are not."
+    )
+
+
+class ResolutionStepDraft(_Command):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"action_taken": "Rolled back to v41", "performed_by": "bob"}]},
+    )
+
+    action_taken: str = Field(min_length=1, max_length=10_000)
+    performed_by: str | None = Field(default=None, max_length=200)
+    timestamp: datetime | None = None
+
+
+class RoleAssignment(_Command):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"role": "commander", "person": "alice"}]}
+    )
+
+    role: Role
+    person: str | None = Field(description="Who takes the role; null clears it.", max_length=200)
+    author: str | None = Field(default=None, max_length=200)
+
+
+class SubscriptionDraft(_Command):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "url": "https://chatops.example.com/hooks/incidents",
+                    "event_types": ["incident_created", "incident_resolved"],
+                    "secret": "s3cr3t-value",
+                }
+            ]
+        },
+    )
+
+    url: HttpUrl
+    event_types: list[str] = Field(min_length=1, description='Event names, or ["*"] for all.')
+    secret: str = Field(min_length=8, max_length=500, description="HMAC key; never shown again.")
+    name: str | None = Field(default=None, max_length=200)
+
+    @model_validator(mode="after")
+    def _known_events(self) -> Self:
+        from incident_hub.events import EVENT_TYPES
+
+        unknown = sorted(set(self.event_types) - set(EVENT_TYPES) - {"*"})
+        if unknown:
+            raise ValueError(f"unknown event types: {', '.join(unknown)}")
+        return self

@@ -1,0 +1,134 @@
+"""`incident-hub demo`: a throw-away hub on a free port, a subscriber receiving its signed events, and an
+incident walked through its life through the public API."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from incident_hub.api.app import create_app
+from incident_hub.api.auth import Scope
+from incident_hub.hub import Hub
+from incident_hub.serving import ServerThread, free_port
+from incident_hub.settings import Settings
+from incident_hub.signing import signature_matches
+from incident_hub.sync.subscribers import SIGNATURE_HEADER
+
+SECRET = "demo-subscriber-secret"
+
+
+class _Receiver(BaseHTTPRequestHandler):
+    received: list[dict[str, Any]] = []
+    lock = threading.Lock()
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        signature = self.headers.get(SIGNATURE_HEADER, "").removeprefix("sha256=")
+        if not signature_matches(SECRET, body, signature):
+            self.send_response(401)
+            self.end_headers()
+            return
+        with self.lock:
+            self.received.append(json.loads(body))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def _say(text: str) -> None:
+    print(text, flush=True)
+
+
+def run() -> int:
+    with tempfile.TemporaryDirectory(prefix="incident-hub-demo-") as tmp:
+        settings = Settings(data_dir=Path(tmp), dispatch_poll_seconds=0.1, log_json=False)
+        receiver = ThreadingHTTPServer(("127.0.0.1", free_port()), _Receiver)
+        threading.Thread(target=receiver.serve_forever, daemon=True).start()
+        app = create_app(settings)
+        hub: Hub = app.state.hub
+        try:
+            with ServerThread(app) as server:
+                key = hub.api_keys.create("demo", [Scope.ADMIN]).key
+                with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {key}"},
+                                  timeout=10) as api:
+                    return _scenario(api, hub, f"http://127.0.0.1:{receiver.server_port}/events")
+        finally:
+            receiver.shutdown()
+
+
+def _scenario(api: httpx.Client, hub: Hub, receiver_url: str) -> int:
+    _say(f"incident-hub demo: hub at {api.base_url}, SQLite at {hub.settings.resolved_database_url()}\n")
+    api.post("/api/v1/subscriptions", json={"url": receiver_url, "event_types": ["*"], "secret": SECRET,
+                                            "name": "demo receiver"}).raise_for_status()
+    _say("1. Subscribed a receiver to every event (signed with HMAC-SHA256).")
+
+    draft = {
+        "title": "Checkout API returning 502s", "severity": "SEV2_HIGH", "assigned_team": "payments",
+        "affected_services": [{"name": "checkout-api", "impact": "partial_outage"}],
+        "dedup_key": "checkout-api/5xx", "source": "prometheus",
+        "automated_responses": [{"action_type": "page_oncall", "details": {"team": "payments"},
+                                 "execution_status": "succeeded"}],
+    }
+    created = api.post("/api/v1/incidents", json=draft)
+    created.raise_for_status()
+    incident = created.json()
+    _say(f"2. Created {incident['number']} ({incident['severity']}, {incident['status']}), "
+         f"SLA deadline {incident['sla_deadline']}.")
+    again = api.post("/api/v1/incidents", json={**draft, "title": "Checkout 502s (second alert)"})
+    _say(f"3. Same dedup key again: HTTP {again.status_code}, deduplicated="
+         f"{again.headers.get('X-Incident-Hub-Deduplicated')}, same incident {again.json()['number']}.")
+
+    path = f"/api/v1/incidents/{incident['id']}"
+    etag = created.headers["ETag"]
+    for status in ("ACKNOWLEDGED", "INVESTIGATING", "IDENTIFIED", "MONITORING", "RESOLVED", "CLOSED"):
+        moved = api.put(f"{path}/status", json={"status": status, "author": "alice"}, headers={"If-Match": etag})
+        moved.raise_for_status()
+        etag = moved.headers["ETag"]
+        _say(f"4. {incident['number']} → {status} (version {etag})")
+    stale = api.put(f"{path}/status", json={"status": "OPEN"}, headers={"If-Match": '"1"'})
+    _say(f"5. Update with a stale ETag: HTTP {stale.status_code} {stale.json()['detail']}")
+    illegal = api.put(f"{path}/status", json={"status": "INVESTIGATING"})
+    _say(f"6. CLOSED → INVESTIGATING without reopen: HTTP {illegal.status_code}: {illegal.json()['detail']}")
+
+    other = api.post("/api/v1/incidents", json={"title": "Search latency p99 > 2s", "severity": "SEV3_MEDIUM",
+                                                "assigned_team": "search"}).json()
+    escalated = api.post(f"/api/v1/incidents/{other['id']}/escalate",
+                         json={"reason": "Spreading to checkout", "author": "bob"})
+    escalated.raise_for_status()
+    _say(f"7. Escalated {other['number']}: {escalated.json()['changes']}")
+
+    expected = hub.outbox.search(state=None, limit=1000)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and len(_Receiver.received) < len(expected):
+        time.sleep(0.05)
+    _say(f"\n8. The receiver got {len(_Receiver.received)} of {len(expected)} events:")
+    for event in _Receiver.received:
+        name = next(k for k in event if k not in ("event_id", "timestamp"))
+        body = event[name]
+        _say(f"   {event['timestamp'][11:23]}  {name:<38} {body.get('number', '')} "
+             f"{_summary(name, body)}")
+    ok = len(_Receiver.received) == len(expected) and all(d.state == "delivered" for d in
+                                                           hub.outbox.search(state=None, limit=1000))
+    _say("\ndemo " + ("passed: every event delivered once, signed" if ok else "FAILED: events missing"))
+    return 0 if ok else 1
+
+
+def _summary(name: str, body: dict[str, Any]) -> str:
+    if name == "incident_status_changed":
+        return f"{body['old_status']} → {body['new_status']}"
+    if name == "incident_escalated":
+        return f"{body['old_severity']} → {body['new_severity']}"
+    if name == "incident_created":
+        return f"{body['title']!r}, automated responses: {len(body['automated_responses'])}"
+    if name == "incident_resolved":
+        return f"in {body['time_to_resolve_minutes']} min"
+    return ""

@@ -1,0 +1,65 @@
+"""Domain events: written in the change's own transaction, with one delivery per interested target."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from incident_hub.clock import utcnow
+from incident_hub.metrics import EVENTS
+from incident_hub.store.tables import DeliveryRow, EventRow, SubscriptionRow
+
+EVENT_TYPES: tuple[str, ...] = (
+    "incident_created",
+    "incident_updated",
+    "incident_status_changed",
+    "incident_escalated",
+    "incident_resolved",
+    "incident_sla_breached",
+    "incident_note_added",
+    "incident_role_assigned",
+    "incident_resolution_step_added",
+    "incident_automated_response_recorded",
+)
+
+SUBSCRIBER = "subscriber"
+
+
+def emit(session: Session, name: str, incident_id: str | None, body: dict[str, Any]) -> EventRow:
+    """Record event `name` and queue it for every active subscription that wants it.
+
+    The payload is `{"event_id", "timestamp", name: body}`; `body` must already be JSON-ready.
+    """
+    if name not in EVENT_TYPES:
+        raise ValueError(f"unknown event type {name!r}")
+    now = utcnow()
+    event_id = str(uuid.uuid4())
+    row = EventRow(
+        id=event_id,
+        incident_id=incident_id,
+        type=name,
+        payload={"event_id": event_id, "timestamp": now.isoformat(), name: body},
+        created_at=now,
+    )
+    session.add(row)
+    EVENTS.labels(name).inc()
+    subscriptions = session.scalars(select(SubscriptionRow).where(SubscriptionRow.active.is_(True))).all()
+    for subscription in subscriptions:
+        if name in subscription.event_types or "*" in subscription.event_types:
+            session.add(
+                DeliveryRow(
+                    event_id=event_id,
+                    target_kind=SUBSCRIBER,
+                    target_id=subscription.id,
+                    ordering_key=incident_id or event_id,
+                    state="pending",
+                    attempts=0,
+                    next_attempt_at=now,
+                    created_at=now,
+                )
+            )
+            session.info["deliveries_queued"] = True
+    return row

@@ -1,0 +1,68 @@
+"""Prometheus metrics. Outbox figures are read from the database at scrape time, so every replica
+reports the shared truth."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+from sqlalchemy import func, select
+
+from incident_hub.clock import utcnow
+from incident_hub.store.db import Database
+from incident_hub.store.tables import DeliveryRow
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+HTTP_REQUESTS = Counter(
+    "incident_hub_http_requests_total", "API requests", ["method", "route", "status"], registry=REGISTRY
+)
+HTTP_LATENCY = Histogram(
+    "incident_hub_http_request_duration_seconds",
+    "API request latency",
+    ["method", "route"],
+    registry=REGISTRY,
+    buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)
+EVENTS = Counter("incident_hub_events_total", "Domain events written", ["type"], registry=REGISTRY)
+DELIVERY_ATTEMPTS = Counter(
+    "incident_hub_delivery_attempts_total",
+    "Delivery attempts by result",
+    ["target_kind", "result"],
+    registry=REGISTRY,
+)
+DELIVERY_OUTCOMES = Counter(
+    "incident_hub_delivery_outcomes_total",
+    "Deliveries finished, by final state",
+    ["target_kind", "state"],
+    registry=REGISTRY,
+)
+
+
+class OutboxCollector(Collector):
+    """Deliveries by state and the dispatcher's lag (age of the oldest due, undelivered delivery)."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        by_state = GaugeMetricFamily("incident_hub_deliveries", "Deliveries by state", labels=["state"])
+        lag = GaugeMetricFamily(
+            "incident_hub_dispatcher_lag_seconds", "Age of the oldest pending delivery that is due"
+        )
+        now = utcnow()
+        with self.db.read() as session:
+            for state, count in session.execute(
+                select(DeliveryRow.state, func.count()).group_by(DeliveryRow.state)
+            ):
+                by_state.add_metric([state], count)
+            oldest = session.scalar(
+                select(func.min(DeliveryRow.next_attempt_at)).where(
+                    DeliveryRow.state == "pending", DeliveryRow.next_attempt_at <= now
+                )
+            )
+        lag.add_metric([], max(0.0, (now - oldest).total_seconds()) if oldest is not None else 0.0)
+        yield by_state
+        yield lag

@@ -1,0 +1,301 @@
+"""Canonical incident types and the status lifecycle: the one vocabulary the core speaks."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Severity(StrEnum):
+    SEV1_CRITICAL = "SEV1_CRITICAL"
+    SEV2_HIGH = "SEV2_HIGH"
+    SEV3_MEDIUM = "SEV3_MEDIUM"
+    SEV4_LOW = "SEV4_LOW"
+
+    def raised(self) -> Severity:
+        """One level more severe; SEV1 stays SEV1."""
+        order = list(Severity)
+        return order[max(order.index(self) - 1, 0)]
+
+    def rank(self) -> int:
+        """1 for SEV1 .. 4 for SEV4."""
+        return list(Severity).index(self) + 1
+
+
+class Status(StrEnum):
+    OPEN = "OPEN"
+    ACKNOWLEDGED = "ACKNOWLEDGED"
+    INVESTIGATING = "INVESTIGATING"
+    IDENTIFIED = "IDENTIFIED"
+    MONITORING = "MONITORING"
+    RESOLVED = "RESOLVED"
+    CLOSED = "CLOSED"
+
+    @property
+    def is_open(self) -> bool:
+        return self not in (Status.RESOLVED, Status.CLOSED)
+
+
+OPEN_STATUSES: tuple[Status, ...] = tuple(s for s in Status if s.is_open)
+
+_ACTIVE = (Status.ACKNOWLEDGED, Status.INVESTIGATING, Status.IDENTIFIED, Status.MONITORING)
+
+# Which status moves are allowed. Any open status may move to any later working status or to RESOLVED;
+# RESOLVED may be reopened (a recorded move back to INVESTIGATING or OPEN) or CLOSED; CLOSED moves only
+# through an explicit reopen (see `transition(..., reopen=True)`).
+LIFECYCLE: dict[Status, frozenset[Status]] = {
+    Status.OPEN: frozenset({*_ACTIVE, Status.RESOLVED, Status.CLOSED}),
+    Status.ACKNOWLEDGED: frozenset(
+        {Status.OPEN, Status.INVESTIGATING, Status.IDENTIFIED, Status.MONITORING, Status.RESOLVED}
+    ),
+    Status.INVESTIGATING: frozenset(
+        {Status.ACKNOWLEDGED, Status.IDENTIFIED, Status.MONITORING, Status.RESOLVED}
+    ),
+    Status.IDENTIFIED: frozenset({Status.INVESTIGATING, Status.MONITORING, Status.RESOLVED}),
+    Status.MONITORING: frozenset({Status.INVESTIGATING, Status.IDENTIFIED, Status.RESOLVED}),
+    Status.RESOLVED: frozenset({Status.OPEN, Status.INVESTIGATING, Status.CLOSED}),
+    Status.CLOSED: frozenset(),
+}
+REOPEN_FROM_CLOSED: frozenset[Status] = frozenset({Status.OPEN, Status.INVESTIGATING})
+
+
+class IllegalTransition(Exception):
+    """A status move the lifecycle does not allow."""
+
+    def __init__(self, current: Status, target: Status, allowed: list[Status]) -> None:
+        super().__init__(f"cannot move from {current} to {target}")
+        self.current = current
+        self.target = target
+        self.allowed = allowed
+
+
+def allowed_moves(current: Status, *, reopen: bool = False) -> list[Status]:
+    moves = set(LIFECYCLE[current])
+    if reopen and current is Status.CLOSED:
+        moves |= REOPEN_FROM_CLOSED
+    return sorted(moves, key=list(Status).index)
+
+
+@dataclass(frozen=True)
+class Transition:
+    """The effect of one status move: which lifecycle timestamps it sets and whether it reopens."""
+
+    previous: Status
+    status: Status
+    timestamps: dict[str, datetime]
+    clears: tuple[str, ...]
+    reopened: bool
+
+
+def transition(
+    current: Status,
+    target: Status,
+    at: datetime,
+    *,
+    reopen: bool = False,
+    already_set: frozenset[str] = frozenset(),
+) -> Transition:
+    """Check a move against the lifecycle and say which timestamps it sets (never overwriting one set)."""
+    if target == current:
+        raise IllegalTransition(current, target, allowed_moves(current, reopen=reopen))
+    if target not in allowed_moves(current, reopen=reopen):
+        raise IllegalTransition(current, target, allowed_moves(current, reopen=reopen))
+    stamps: dict[str, datetime] = {}
+
+    def stamp(name: str) -> None:
+        if name not in already_set:
+            stamps[name] = at
+
+    reopened = not current.is_open and target.is_open
+    if target is not Status.OPEN and target.is_open:
+        stamp("acknowledged_at")
+    if target is Status.MONITORING:
+        stamp("mitigated_at")
+    if target in (Status.RESOLVED, Status.CLOSED):
+        stamp("acknowledged_at")
+        stamp("resolved_at")
+    if target is Status.CLOSED:
+        stamp("closed_at")
+    clears: tuple[str, ...] = ("resolved_at", "closed_at") if reopened else ()
+    return Transition(current, target, stamps, clears, reopened)
+
+
+@dataclass(frozen=True)
+class SlaPolicy:
+    """Deadlines per severity: acknowledge within, and resolve within, counted from detection."""
+
+    acknowledge: dict[Severity, timedelta]
+    resolve: dict[Severity, timedelta]
+
+    def deadline(
+        self,
+        severity: Severity,
+        detected_at: datetime,
+        acknowledged_at: datetime | None,
+        resolved_at: datetime | None,
+    ) -> tuple[str, datetime] | None:
+        """The next deadline still to meet, as (kind, when); None once resolved."""
+        if resolved_at is not None:
+            return None
+        if acknowledged_at is None:
+            return "acknowledge", detected_at + self.acknowledge[severity]
+        return "resolve", detected_at + self.resolve[severity]
+
+    def missed(
+        self,
+        severity: Severity,
+        detected_at: datetime,
+        acknowledged_at: datetime | None,
+        resolved_at: datetime | None,
+        now: datetime,
+    ) -> str | None:
+        """Which deadline was missed by `now` ("acknowledge" or "resolve"), if any."""
+        ack_due = detected_at + self.acknowledge[severity]
+        if (acknowledged_at or now) > ack_due:
+            return "acknowledge"
+        resolve_due = detected_at + self.resolve[severity]
+        if (resolved_at or now) > resolve_due:
+            return "resolve"
+        return None
+
+
+class TimelineType(StrEnum):
+    DETECTED = "DETECTED"
+    ACKNOWLEDGED = "ACKNOWLEDGED"
+    STATUS_CHANGE = "STATUS_CHANGE"
+    NOTE = "NOTE"
+    ROLE_ASSIGNED = "ROLE_ASSIGNED"
+    ESCALATED = "ESCALATED"
+    RESOLUTION_STEP = "RESOLUTION_STEP"
+    AUTOMATED_RESPONSE = "AUTOMATED_RESPONSE"
+    SYNC = "SYNC"
+
+
+class Impact(StrEnum):
+    TOTAL_OUTAGE = "total_outage"
+    PARTIAL_OUTAGE = "partial_outage"
+    DEGRADED = "degraded"
+
+
+class Role(StrEnum):
+    COMMANDER = "commander"
+    TECH_LEAD = "tech_lead"
+    COMMS_LEAD = "comms_lead"
+
+
+class ExecutionStatus(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", use_enum_values=False)
+
+
+class AffectedService(_Model):
+    name: str = Field(min_length=1, max_length=200, examples=["checkout-api"])
+    impact: Impact = Field(default=Impact.DEGRADED, examples=["partial_outage"])
+
+
+class Roles(_Model):
+    commander: str | None = Field(default=None, examples=["alice"])
+    tech_lead: str | None = None
+    comms_lead: str | None = None
+
+
+class ResolutionStep(_Model):
+    step_number: int = Field(ge=1, examples=[1])
+    action_taken: str = Field(min_length=1, examples=["Rolled back deploy 2026.11.24-3"])
+    performed_by: str | None = Field(default=None, examples=["bob"])
+    timestamp: datetime
+
+
+class AutomatedResponse(_Model):
+    response_id: str = Field(default_factory=lambda: str(uuid.uuid4()))
+    action_type: str = Field(min_length=1, examples=["restart_service"])
+    details: dict[str, Any] = Field(default_factory=dict, examples=[{"service": "checkout-api"}])
+    execution_status: ExecutionStatus = ExecutionStatus.PENDING
+    executed_at: datetime | None = None
+
+
+class Summary(_Model):
+    """Structured post-incident summary."""
+
+    impact: str | None = Field(default=None, examples=["12% of checkouts failed for 18 minutes"])
+    affected_services: list[str] = Field(default_factory=list)
+    root_cause: str | None = None
+    resolution_steps: list[str] = Field(default_factory=list)
+    time_taken_minutes: float | None = Field(default=None, description="Detection to resolution.")
+
+
+class TimelineEntry(_Model):
+    id: int
+    type: TimelineType
+    message: str
+    author: str | None
+    is_public: bool
+    timestamp: datetime
+    origin_connector: str | None = None
+    external_comment_id: str | None = None
+
+
+class ExternalRef(_Model):
+    connector_id: str
+    external_id: str
+    external_key: str | None = None
+    url: str | None = None
+    last_synced_version: int | None = None
+    last_vendor_timestamp: datetime | None = None
+    fingerprint: str | None = None
+
+
+class Escalation(_Model):
+    id: int
+    reason: str
+    from_severity: Severity
+    to_severity: Severity
+    from_team: str | None
+    to_team: str | None
+    escalated_by: str | None
+    escalated_at: datetime
+
+
+class Incident(_Model):
+    """The canonical incident, as the API returns it."""
+
+    id: uuid.UUID
+    number: str = Field(examples=["INC-20261124-001"])
+    title: str
+    description: str | None
+    severity: Severity
+    status: Status
+    affected_services: list[AffectedService]
+    assigned_team: str | None
+    assignee: str | None
+    roles: Roles
+    detected_at: datetime
+    acknowledged_at: datetime | None
+    mitigated_at: datetime | None
+    resolved_at: datetime | None
+    closed_at: datetime | None
+    sla_deadline: datetime | None
+    sla_breached: bool
+    root_cause: str | None
+    resolution_notes: str | None
+    summary: Summary | None
+    dedup_key: str | None
+    source: str | None
+    tags: list[str]
+    version: int
+    created_at: datetime
+    updated_at: datetime
+    automated_responses: list[AutomatedResponse] = Field(default_factory=list)
+    resolution_steps: list[ResolutionStep] = Field(default_factory=list)
+    external_refs: list[ExternalRef] = Field(default_factory=list)

@@ -1,0 +1,83 @@
+"""Every setting the hub reads, from `INCIDENT_HUB_*` environment variables (the only place they are read)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from incident_hub.model import Severity, SlaPolicy
+
+
+class Settings(BaseSettings):
+    """Hub configuration; see the configuration table in README.md."""
+
+    model_config = SettingsConfigDict(env_prefix="INCIDENT_HUB_", extra="ignore")
+
+    data_dir: Path = Field(default=Path("data"), description="Where the embedded SQLite file lives.")
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL; default sqlite:///<data_dir>/incident-hub.db. "
+        "PostgreSQL: postgresql+psycopg://user@host/db",
+    )
+    host: str = "127.0.0.1"
+    port: int = 8080
+    log_level: str = "INFO"
+    log_json: bool = True
+    max_body_bytes: int = Field(default=1024 * 1024, description="Larger request bodies are a 413.")
+
+    sla_ack_minutes: dict[Severity, int] = Field(
+        default={
+            Severity.SEV1_CRITICAL: 5,
+            Severity.SEV2_HIGH: 15,
+            Severity.SEV3_MEDIUM: 60,
+            Severity.SEV4_LOW: 240,
+        }
+    )
+    sla_resolve_minutes: dict[Severity, int] = Field(
+        default={
+            Severity.SEV1_CRITICAL: 120,
+            Severity.SEV2_HIGH: 240,
+            Severity.SEV3_MEDIUM: 1440,
+            Severity.SEV4_LOW: 4320,
+        }
+    )
+    sla_check_seconds: float = Field(
+        default=15.0, description="How often open incidents are checked for breach."
+    )
+
+    dispatch_enabled: bool = True
+    dispatch_poll_seconds: float = 0.5
+    dispatch_batch: int = 50
+    dispatch_concurrency: int = 16
+    delivery_timeout_seconds: float = 10.0
+    delivery_lease_seconds: float = Field(
+        default=60.0, description="A claimed delivery whose worker died is claimable again after this long."
+    )
+    delivery_max_attempts: int = 8
+    delivery_backoff_initial_seconds: float = 0.5
+    delivery_backoff_max_seconds: float = 60.0
+    delivery_retry_after_max_seconds: float = 300.0
+
+    api_key_cache_seconds: float = Field(
+        default=30.0, description="How long a verified API key is trusted before it is checked again."
+    )
+
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'incident-hub.db').resolve()}"
+
+    def sla_policy(self) -> SlaPolicy:
+        return SlaPolicy(
+            acknowledge={s: timedelta(minutes=m) for s, m in self.sla_ack_minutes.items()},
+            resolve={s: timedelta(minutes=m) for s, m in self.sla_resolve_minutes.items()},
+        )
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,1 @@
+"""Storage: tables, sessions, migrations and the queries the rest of the hub uses."""

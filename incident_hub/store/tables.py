@@ -1,0 +1,274 @@
+"""The hub's tables (SQLAlchemy 2 ORM). Migrations in `migrations/versions/` must match these."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+from incident_hub.clock import as_utc
+
+# Incidents in these statuses are not "open": the dedup-key index only covers the others.
+OPEN_INDEX_WHERE = "dedup_key IS NOT NULL AND status NOT IN ('RESOLVED', 'CLOSED')"
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC on the way in and out, on SQLite (which stores naive text) as on PostgreSQL."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return as_utc(value)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return as_utc(value)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UtcDateTime, dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class IncidentRow(Base):
+    __tablename__ = "incidents"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    number: Mapped[str] = mapped_column(String(32), unique=True)
+    title: Mapped[str] = mapped_column(String(500))
+    description: Mapped[str | None] = mapped_column(Text)
+    severity: Mapped[str] = mapped_column(String(16), index=True)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    affected_services: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    assigned_team: Mapped[str | None] = mapped_column(String(200), index=True)
+    assignee: Mapped[str | None] = mapped_column(String(200))
+    commander: Mapped[str | None] = mapped_column(String(200))
+    tech_lead: Mapped[str | None] = mapped_column(String(200))
+    comms_lead: Mapped[str | None] = mapped_column(String(200))
+    detected_at: Mapped[datetime]
+    acknowledged_at: Mapped[datetime | None]
+    mitigated_at: Mapped[datetime | None]
+    resolved_at: Mapped[datetime | None]
+    closed_at: Mapped[datetime | None]
+    sla_deadline: Mapped[datetime | None]
+    sla_breached: Mapped[bool] = mapped_column(Boolean, default=False)
+    root_cause: Mapped[str | None] = mapped_column(Text)
+    resolution_notes: Mapped[str | None] = mapped_column(Text)
+    summary: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    dedup_key: Mapped[str | None] = mapped_column(String(255))
+    source: Mapped[str | None] = mapped_column(String(100))
+    tags: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+    __table_args__ = (
+        Index(
+            "uq_incidents_open_dedup_key",
+            "dedup_key",
+            unique=True,
+            sqlite_where=text(OPEN_INDEX_WHERE),
+            postgresql_where=text(OPEN_INDEX_WHERE),
+        ),
+        Index("ix_incidents_created", "created_at", "id"),
+    )
+
+    timeline: Mapped[list[TimelineRow]] = relationship(back_populates="incident", order_by="TimelineRow.id")
+    steps: Mapped[list[ResolutionStepRow]] = relationship(order_by="ResolutionStepRow.step_number")
+    responses: Mapped[list[AutomatedResponseRow]] = relationship(order_by="AutomatedResponseRow.seq")
+    external_refs: Mapped[list[ExternalRefRow]] = relationship(order_by="ExternalRefRow.id")
+
+
+class IncidentCounterRow(Base):
+    """Last human number handed out per UTC day (`INC-YYYYMMDD-NNN`)."""
+
+    __tablename__ = "incident_counters"
+
+    day: Mapped[str] = mapped_column(String(8), primary_key=True)
+    last: Mapped[int] = mapped_column(Integer)
+
+
+class TimelineRow(Base):
+    __tablename__ = "timeline_entries"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    incident_id: Mapped[str] = mapped_column(ForeignKey("incidents.id", ondelete="CASCADE"), index=True)
+    type: Mapped[str] = mapped_column(String(32))
+    message: Mapped[str] = mapped_column(Text)
+    author: Mapped[str | None] = mapped_column(String(200))
+    is_public: Mapped[bool] = mapped_column(Boolean, default=True)
+    timestamp: Mapped[datetime]
+    origin_connector: Mapped[str | None] = mapped_column(String(100))
+    external_comment_id: Mapped[str | None] = mapped_column(String(200))
+
+    incident: Mapped[IncidentRow] = relationship(back_populates="timeline")
+
+
+class ResolutionStepRow(Base):
+    __tablename__ = "resolution_steps"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    incident_id: Mapped[str] = mapped_column(ForeignKey("incidents.id", ondelete="CASCADE"))
+    step_number: Mapped[int] = mapped_column(Integer)
+    action_taken: Mapped[str] = mapped_column(Text)
+    performed_by: Mapped[str | None] = mapped_column(String(200))
+    timestamp: Mapped[datetime]
+
+    __table_args__ = (UniqueConstraint("incident_id", "step_number"),)
+
+
+class AutomatedResponseRow(Base):
+    __tablename__ = "automated_responses"
+
+    seq: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    response_id: Mapped[str] = mapped_column(String(64))
+    incident_id: Mapped[str] = mapped_column(ForeignKey("incidents.id", ondelete="CASCADE"), index=True)
+    action_type: Mapped[str] = mapped_column(String(100))
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    execution_status: Mapped[str] = mapped_column(String(16))
+    executed_at: Mapped[datetime | None]
+
+    __table_args__ = (UniqueConstraint("incident_id", "response_id"),)
+
+
+class EscalationRow(Base):
+    __tablename__ = "escalations"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    incident_id: Mapped[str] = mapped_column(ForeignKey("incidents.id", ondelete="CASCADE"), index=True)
+    reason: Mapped[str] = mapped_column(Text)
+    from_severity: Mapped[str] = mapped_column(String(16))
+    to_severity: Mapped[str] = mapped_column(String(16))
+    from_team: Mapped[str | None] = mapped_column(String(200))
+    to_team: Mapped[str | None] = mapped_column(String(200))
+    escalated_by: Mapped[str | None] = mapped_column(String(200))
+    escalated_at: Mapped[datetime]
+
+
+class ExternalRefRow(Base):
+    """Link from a canonical incident to one vendor object."""
+
+    __tablename__ = "external_refs"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    incident_id: Mapped[str] = mapped_column(ForeignKey("incidents.id", ondelete="CASCADE"), index=True)
+    connector_id: Mapped[str] = mapped_column(String(100))
+    external_id: Mapped[str] = mapped_column(String(200))
+    external_key: Mapped[str | None] = mapped_column(String(200))
+    url: Mapped[str | None] = mapped_column(String(1000))
+    last_synced_version: Mapped[int | None] = mapped_column(Integer)
+    last_vendor_timestamp: Mapped[datetime | None]
+    fingerprint: Mapped[str | None] = mapped_column(String(128))
+
+    __table_args__ = (
+        UniqueConstraint("connector_id", "external_id"),
+        UniqueConstraint("incident_id", "connector_id"),
+    )
+
+
+class EventRow(Base):
+    """A domain event, written in the same transaction as the change it reports."""
+
+    __tablename__ = "events"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    incident_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    type: Mapped[str] = mapped_column(String(64), index=True)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime]
+
+
+class SubscriptionRow(Base):
+    __tablename__ = "subscriptions"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    name: Mapped[str | None] = mapped_column(String(200))
+    url: Mapped[str] = mapped_column(String(2000))
+    event_types: Mapped[list[Any]] = mapped_column(JSON)
+    # The signing secret must be readable to sign with; it is never returned by the API or logged.
+    secret: Mapped[str] = mapped_column(String(500))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime]
+
+
+class DeliveryRow(Base):
+    """One event to one target (a subscriber, later a connector): the outbox the dispatcher drains."""
+
+    __tablename__ = "deliveries"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    event_id: Mapped[str] = mapped_column(ForeignKey("events.id"))
+    target_kind: Mapped[str] = mapped_column(String(16))
+    target_id: Mapped[str] = mapped_column(String(100))
+    # Deliveries for one (ordering_key, target) go out in id order.
+    ordering_key: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime]
+    lease_until: Mapped[datetime | None]
+    leased_by: Mapped[str | None] = mapped_column(String(100))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    last_status_code: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime]
+    delivered_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        Index("ix_deliveries_due", "state", "next_attempt_at"),
+        Index("ix_deliveries_order", "target_kind", "target_id", "ordering_key", "id"),
+    )
+
+
+class DeliveryAttemptRow(Base):
+    __tablename__ = "delivery_attempts"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    delivery_id: Mapped[int] = mapped_column(ForeignKey("deliveries.id", ondelete="CASCADE"), index=True)
+    attempt: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime]
+    duration_ms: Mapped[float] = mapped_column()
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class ApiKeyRow(Base):
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    prefix: Mapped[str] = mapped_column(String(16), unique=True)
+    key_hash: Mapped[str] = mapped_column(String(64))
+    scopes: Mapped[list[Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]

@@ -1,0 +1,1 @@
+"""The road of a change: outbox, dispatcher and the one retry policy."""

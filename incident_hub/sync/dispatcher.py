@@ -1,0 +1,325 @@
+"""The outbox dispatcher: claims due deliveries, sends them through the retry policy, records every attempt.
+
+Delivery is at least once. A claim is a lease: if the process dies mid-send, the lease runs out and the
+delivery is claimed again (by this process after a restart, or by another replica). Deliveries that share
+a target and an ordering key (the incident) go out one at a time, in the order they were written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, Protocol
+
+from sqlalchemy import and_, exists, func, select, update
+from sqlalchemy.orm import aliased
+from tenacity import RetryCallState
+
+from incident_hub.clock import utcnow
+from incident_hub.logs import log_context
+from incident_hub.metrics import DELIVERY_ATTEMPTS, DELIVERY_OUTCOMES
+from incident_hub.store.db import Database
+from incident_hub.store.tables import DeliveryAttemptRow, DeliveryRow, EventRow
+from incident_hub.sync.retry import DeliveryError, PermanentDeliveryError, RetryableDeliveryError, RetryPolicy
+
+log = logging.getLogger(__name__)
+
+PENDING, DELIVERED, DEAD, CANCELLED = "pending", "delivered", "dead", "cancelled"
+
+
+@dataclass(frozen=True)
+class ClaimedDelivery:
+    id: int
+    event_id: str
+    event_type: str
+    payload: dict[str, Any]
+    target_kind: str
+    target_id: str
+    ordering_key: str
+    attempts: int
+
+
+class DeliveryTarget(Protocol):
+    """Sends one delivery; raises `RetryableDeliveryError` or `PermanentDeliveryError` on failure and
+    returns the HTTP status of the success (or None)."""
+
+    async def deliver(self, delivery: ClaimedDelivery) -> int | None: ...
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        db: Database,
+        targets: Mapping[str, DeliveryTarget],
+        policy: RetryPolicy,
+        *,
+        batch: int = 50,
+        concurrency: int = 16,
+        lease_seconds: float = 60.0,
+        poll_seconds: float = 0.5,
+        attempt_timeout: float = 10.0,
+        worker_id: str | None = None,
+    ) -> None:
+        self.db = db
+        self.targets = dict(targets)
+        self.policy = policy
+        self.batch = batch
+        self.lease_seconds = lease_seconds
+        self.poll_seconds = poll_seconds
+        self.attempt_timeout = attempt_timeout
+        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}"
+        self._slots = asyncio.Semaphore(concurrency)
+        self._concurrency = concurrency
+        self._wakeup: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._in_flight: set[asyncio.Task[None]] = set()
+
+    # ---- running ------------------------------------------------------------------------------------
+
+    def wake(self) -> None:
+        """Ask the loop to look for work now (safe from any thread)."""
+        if self._loop is not None and self._wakeup is not None:
+            self._loop.call_soon_threadsafe(self._wakeup.set)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Claim and send until `stop` is set; in-flight sends are cancelled and their leases released."""
+        self._loop = asyncio.get_running_loop()
+        self._wakeup = asyncio.Event()
+        log.info("dispatcher started", extra={"worker_id": self.worker_id})
+        try:
+            while not stop.is_set():
+                self._wakeup.clear()
+                free = self._concurrency - len(self._in_flight)
+                claimed: list[ClaimedDelivery] = []
+                if free > 0:
+                    try:
+                        claimed = await asyncio.to_thread(self.claim, min(free, self.batch))
+                    except Exception:
+                        log.exception("claiming deliveries failed")
+                for delivery in claimed:
+                    task = asyncio.create_task(self._process(delivery))
+                    self._in_flight.add(task)
+                    task.add_done_callback(self._done)
+                if len(claimed) == free and free > 0:
+                    continue
+                waiters = [asyncio.create_task(self._wakeup.wait()), asyncio.create_task(stop.wait())]
+                await asyncio.wait(waiters, timeout=self.poll_seconds, return_when=asyncio.FIRST_COMPLETED)
+                for waiter in waiters:
+                    waiter.cancel()
+        finally:
+            for task in list(self._in_flight):
+                task.cancel()
+            if self._in_flight:
+                await asyncio.gather(*self._in_flight, return_exceptions=True)
+            log.info("dispatcher stopped", extra={"worker_id": self.worker_id})
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._in_flight.discard(task)
+        if self._wakeup is not None:
+            self._wakeup.set()
+
+    async def drain(self, max_seconds: float = 30.0) -> None:
+        """Send everything due now and wait for it (tests and the CLI's `replay`)."""
+        deadline = time.monotonic() + max_seconds
+        while time.monotonic() < deadline:
+            claimed = await asyncio.to_thread(self.claim, self.batch)
+            if not claimed:
+                return
+            await asyncio.gather(*(self._process(d) for d in claimed))
+
+    # ---- database -----------------------------------------------------------------------------------
+
+    def claim(self, limit: int) -> list[ClaimedDelivery]:
+        """Lease up to `limit` due deliveries, at most one per (target, ordering key)."""
+        now = utcnow()
+        earlier = aliased(DeliveryRow)
+        blocked = exists().where(
+            and_(
+                earlier.target_kind == DeliveryRow.target_kind,
+                earlier.target_id == DeliveryRow.target_id,
+                earlier.ordering_key == DeliveryRow.ordering_key,
+                earlier.id < DeliveryRow.id,
+                earlier.state == PENDING,
+            )
+        )
+        query = (
+            select(DeliveryRow.id)
+            .where(
+                DeliveryRow.state == PENDING,
+                DeliveryRow.next_attempt_at <= now,
+                (DeliveryRow.lease_until.is_(None)) | (DeliveryRow.lease_until < now),
+                ~blocked,
+            )
+            .order_by(DeliveryRow.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True, of=DeliveryRow)
+        )
+        with self.db.write() as session:
+            ids = list(session.scalars(query))
+            if not ids:
+                return []
+            session.execute(
+                update(DeliveryRow)
+                .where(DeliveryRow.id.in_(ids))
+                .values(lease_until=now + timedelta(seconds=self.lease_seconds), leased_by=self.worker_id)
+            )
+            rows = session.execute(
+                select(DeliveryRow, EventRow)
+                .join(EventRow, EventRow.id == DeliveryRow.event_id)
+                .where(DeliveryRow.id.in_(ids))
+                .order_by(DeliveryRow.id)
+            ).all()
+            return [
+                ClaimedDelivery(
+                    id=d.id,
+                    event_id=e.id,
+                    event_type=e.type,
+                    payload=e.payload,
+                    target_kind=d.target_kind,
+                    target_id=d.target_id,
+                    ordering_key=d.ordering_key,
+                    attempts=d.attempts,
+                )
+                for d, e in rows
+            ]
+
+    def _extend_lease(self, delivery_id: int, seconds: float) -> None:
+        with self.db.write() as session:
+            session.execute(
+                update(DeliveryRow)
+                .where(DeliveryRow.id == delivery_id, DeliveryRow.leased_by == self.worker_id)
+                .values(lease_until=utcnow() + timedelta(seconds=seconds + self.lease_seconds))
+            )
+
+    def _record_attempt(
+        self,
+        delivery_id: int,
+        started: float,
+        status_code: int | None,
+        error: str | None,
+        final_state: str | None,
+    ) -> None:
+        now = utcnow()
+        with self.db.write() as session:
+            made = (
+                session.scalar(select(func.count()).where(DeliveryAttemptRow.delivery_id == delivery_id)) or 0
+            )
+            session.add(
+                DeliveryAttemptRow(
+                    delivery_id=delivery_id,
+                    attempt=made + 1,
+                    started_at=now - timedelta(seconds=time.monotonic() - started),
+                    duration_ms=round((time.monotonic() - started) * 1000, 2),
+                    status_code=status_code,
+                    error=error,
+                )
+            )
+            values: dict[str, Any] = {
+                "attempts": DeliveryRow.attempts + 1,
+                "last_status_code": status_code,
+                "last_error": error,
+            }
+            if final_state is not None:
+                values |= {"state": final_state, "lease_until": None, "leased_by": None}
+                if final_state == DELIVERED:
+                    values["delivered_at"] = now
+            session.execute(update(DeliveryRow).where(DeliveryRow.id == delivery_id).values(**values))
+
+    def _release(self, delivery_id: int) -> None:
+        with self.db.write() as session:
+            session.execute(
+                update(DeliveryRow)
+                .where(DeliveryRow.id == delivery_id, DeliveryRow.leased_by == self.worker_id)
+                .values(lease_until=None, leased_by=None)
+            )
+
+    # ---- sending ------------------------------------------------------------------------------------
+
+    async def _process(self, delivery: ClaimedDelivery) -> None:
+        with log_context(
+            delivery_id=delivery.id,
+            event_id=delivery.event_id,
+            incident_id=delivery.ordering_key,
+            target=f"{delivery.target_kind}:{delivery.target_id}",
+        ):
+            async with self._slots:
+                try:
+                    await self._send_with_retries(delivery)
+                except asyncio.CancelledError:
+                    await asyncio.shield(asyncio.to_thread(self._release, delivery.id))
+                    raise
+                except Exception:
+                    log.exception("delivery crashed; it will be claimed again when its lease ends")
+
+    async def _send_with_retries(self, delivery: ClaimedDelivery) -> None:
+        target = self.targets.get(delivery.target_kind)
+        if target is None:
+            await asyncio.to_thread(
+                self._record_attempt,
+                delivery.id,
+                time.monotonic(),
+                None,
+                f"no target of kind {delivery.target_kind!r}",
+                DEAD,
+            )
+            DELIVERY_OUTCOMES.labels(delivery.target_kind, DEAD).inc()
+            return
+
+        async def before_sleep(state: RetryCallState) -> None:
+            pause = state.next_action.sleep if state.next_action else 0.0
+            await asyncio.to_thread(self._extend_lease, delivery.id, pause + self.attempt_timeout)
+
+        attempt_number = delivery.attempts
+        try:
+            async for attempt in self.policy.retrying(
+                attempts_made=delivery.attempts, before_sleep=before_sleep
+            ):
+                with attempt:
+                    attempt_number += 1
+                    started = time.monotonic()
+                    try:
+                        status = await asyncio.wait_for(target.deliver(delivery), self.attempt_timeout)
+                    except TimeoutError:
+                        error = RetryableDeliveryError(f"no answer within {self.attempt_timeout}s")
+                        await self._failed(delivery, started, error, attempt_number)
+                        raise error from None
+                    except DeliveryError as error:
+                        await self._failed(delivery, started, error, attempt_number)
+                        raise
+                    await asyncio.to_thread(
+                        self._record_attempt, delivery.id, started, status, None, DELIVERED
+                    )
+                    DELIVERY_ATTEMPTS.labels(delivery.target_kind, "success").inc()
+                    DELIVERY_OUTCOMES.labels(delivery.target_kind, DELIVERED).inc()
+                    log.info("delivered", extra={"attempt": attempt_number, "status_code": status})
+        except DeliveryError as error:
+            log.warning("delivery dead", extra={"attempt": attempt_number, "error": str(error)[:300]})
+
+    async def _failed(
+        self, delivery: ClaimedDelivery, started: float, error: DeliveryError, attempt: int
+    ) -> None:
+        out_of_attempts = attempt >= self.policy.max_attempts
+        dead = isinstance(error, PermanentDeliveryError) or out_of_attempts
+        await asyncio.to_thread(
+            self._record_attempt,
+            delivery.id,
+            started,
+            error.status_code,
+            str(error)[:2000],
+            DEAD if dead else None,
+        )
+        DELIVERY_ATTEMPTS.labels(
+            delivery.target_kind, "permanent" if isinstance(error, PermanentDeliveryError) else "retryable"
+        ).inc()
+        if dead:
+            DELIVERY_OUTCOMES.labels(delivery.target_kind, DEAD).inc()
+        else:
+            log.info(
+                "delivery attempt failed; retrying", extra={"attempt": attempt, "error": str(error)[:300]}
+            )

@@ -1,0 +1,124 @@
+"""The hub's only retry layer: every outbound call goes through `RetryPolicy` (tenacity).
+
+Retryable: network errors, timeouts, 408, 425, 429 and 5xx; `Retry-After` on 429/503 is honoured (capped).
+Permanent: any other 4xx — retrying a request the vendor has refused would only repeat the refusal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import httpx
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
+from tenacity.wait import wait_base, wait_exponential_jitter
+
+RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+
+class DeliveryError(Exception):
+    """An outbound call failed; `status_code` is the HTTP status when there was one."""
+
+    def __init__(self, message: str, *, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+
+
+class RetryableDeliveryError(DeliveryError):
+    """Worth trying again; `retry_after` is the server's own hint in seconds."""
+
+    def __init__(
+        self, message: str, *, status_code: int | None = None, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message, status_code=status_code)
+        self.retry_after = retry_after
+
+
+class PermanentDeliveryError(DeliveryError):
+    """Will fail the same way every time until something is fixed: goes straight to the dead letters."""
+
+
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a `Retry-After` header (delta-seconds or HTTP-date), or None."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+def raise_for_response(response: httpx.Response) -> None:
+    """Turn a non-2xx response into the typed error the retry policy understands."""
+    if response.is_success:
+        return
+    text = response.text[:500]
+    message = f"HTTP {response.status_code} from {response.request.url.host}: {text}"
+    if response.status_code in RETRYABLE_STATUS:
+        raise RetryableDeliveryError(
+            message,
+            status_code=response.status_code,
+            retry_after=parse_retry_after(response.headers.get("retry-after")),
+        )
+    raise PermanentDeliveryError(message, status_code=response.status_code)
+
+
+def classify_transport_error(error: httpx.HTTPError) -> RetryableDeliveryError:
+    kind = "timed out" if isinstance(error, httpx.TimeoutException) else "failed"
+    return RetryableDeliveryError(f"request {kind}: {type(error).__name__}: {error}")
+
+
+class _wait_retry_after_or(wait_base):
+    """The server's `Retry-After` when it gave one (capped), else the fallback backoff."""
+
+    def __init__(self, fallback: wait_base, cap: float) -> None:
+        self.fallback = fallback
+        self.cap = cap
+
+    def __call__(self, retry_state: RetryCallState) -> float:
+        outcome = retry_state.outcome
+        error = outcome.exception() if outcome is not None and outcome.failed else None
+        if isinstance(error, RetryableDeliveryError) and error.retry_after is not None:
+            return min(error.retry_after, self.cap)
+        return float(self.fallback(retry_state))
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff with jitter, `Retry-After` honoured, a fixed attempt budget."""
+
+    max_attempts: int = 8
+    initial_backoff: float = 0.5
+    max_backoff: float = 60.0
+    retry_after_cap: float = 300.0
+
+    def retrying(
+        self,
+        *,
+        attempts_made: int = 0,
+        before_sleep: Callable[[RetryCallState], Awaitable[None]] | None = None,
+    ) -> AsyncRetrying:
+        """A tenacity loop for the attempts still left in the budget (earlier runs may have used some)."""
+        remaining = max(1, self.max_attempts - attempts_made)
+        options: dict[str, Any] = {}
+        if before_sleep is not None:
+            options["before_sleep"] = before_sleep
+        return AsyncRetrying(
+            stop=stop_after_attempt(remaining),
+            wait=_wait_retry_after_or(
+                wait_exponential_jitter(initial=self.initial_backoff, max=self.max_backoff),
+                self.retry_after_cap,
+            ),
+            retry=retry_if_exception_type(RetryableDeliveryError),
+            reraise=True,
+            **options,
+        )
