@@ -10,7 +10,8 @@ import typer
 from incident_hub.settings import get_settings
 
 app = typer.Typer(
-    help="incident-hub: one canonical record of every incident.", no_args_is_help=True,
+    help="incident-hub: one canonical record of every incident.",
+    no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
@@ -75,7 +76,9 @@ def apikey_create(
     db = Database(get_settings().resolved_database_url())
     migrate.upgrade(db)
     issued = ApiKeys(db).create(name, scopes)
-    typer.echo(f"id:     {issued.id}\nscopes: {', '.join(s.value for s in issued.scopes)}\nkey:    {issued.key}")
+    typer.echo(
+        f"id:     {issued.id}\nscopes: {', '.join(s.value for s in issued.scopes)}\nkey:    {issued.key}"
+    )
     typer.echo("Store the key now: it cannot be shown again.", err=True)
 
 
@@ -92,7 +95,9 @@ def apikey_revoke(key_id: str) -> None:
 
 @app.command()
 def replay(
-    delivery_id: Annotated[list[int] | None, typer.Argument(help="Dead deliveries to replay; none: all.")] = None,
+    delivery_id: Annotated[
+        list[int] | None, typer.Argument(help="Dead deliveries to replay; none: all.")
+    ] = None,
     send: Annotated[bool, typer.Option(help="Send them now, from this process.")] = False,
 ) -> None:
     """Replay dead deliveries (a running hub sends them; `--send` sends them from here)."""

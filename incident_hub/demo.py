@@ -58,8 +58,9 @@ def run() -> int:
         try:
             with ServerThread(app) as server:
                 key = hub.api_keys.create("demo", [Scope.ADMIN]).key
-                with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {key}"},
-                                  timeout=10) as api:
+                with httpx.Client(
+                    base_url=server.url, headers={"Authorization": f"Bearer {key}"}, timeout=10
+                ) as api:
                     return _scenario(api, hub, f"http://127.0.0.1:{receiver.server_port}/events")
         finally:
             receiver.shutdown()
@@ -67,30 +68,42 @@ def run() -> int:
 
 def _scenario(api: httpx.Client, hub: Hub, receiver_url: str) -> int:
     _say(f"incident-hub demo: hub at {api.base_url}, SQLite at {hub.settings.resolved_database_url()}\n")
-    api.post("/api/v1/subscriptions", json={"url": receiver_url, "event_types": ["*"], "secret": SECRET,
-                                            "name": "demo receiver"}).raise_for_status()
+    api.post(
+        "/api/v1/subscriptions",
+        json={"url": receiver_url, "event_types": ["*"], "secret": SECRET, "name": "demo receiver"},
+    ).raise_for_status()
     _say("1. Subscribed a receiver to every event (signed with HMAC-SHA256).")
 
     draft = {
-        "title": "Checkout API returning 502s", "severity": "SEV2_HIGH", "assigned_team": "payments",
+        "title": "Checkout API returning 502s",
+        "severity": "SEV2_HIGH",
+        "assigned_team": "payments",
         "affected_services": [{"name": "checkout-api", "impact": "partial_outage"}],
-        "dedup_key": "checkout-api/5xx", "source": "prometheus",
-        "automated_responses": [{"action_type": "page_oncall", "details": {"team": "payments"},
-                                 "execution_status": "succeeded"}],
+        "dedup_key": "checkout-api/5xx",
+        "source": "prometheus",
+        "automated_responses": [
+            {"action_type": "page_oncall", "details": {"team": "payments"}, "execution_status": "succeeded"}
+        ],
     }
     created = api.post("/api/v1/incidents", json=draft)
     created.raise_for_status()
     incident = created.json()
-    _say(f"2. Created {incident['number']} ({incident['severity']}, {incident['status']}), "
-         f"SLA deadline {incident['sla_deadline']}.")
+    _say(
+        f"2. Created {incident['number']} ({incident['severity']}, {incident['status']}), "
+        f"SLA deadline {incident['sla_deadline']}."
+    )
     again = api.post("/api/v1/incidents", json={**draft, "title": "Checkout 502s (second alert)"})
-    _say(f"3. Same dedup key again: HTTP {again.status_code}, deduplicated="
-         f"{again.headers.get('X-Incident-Hub-Deduplicated')}, same incident {again.json()['number']}.")
+    _say(
+        f"3. Same dedup key again: HTTP {again.status_code}, deduplicated="
+        f"{again.headers.get('X-Incident-Hub-Deduplicated')}, same incident {again.json()['number']}."
+    )
 
     path = f"/api/v1/incidents/{incident['id']}"
     etag = created.headers["ETag"]
     for status in ("ACKNOWLEDGED", "INVESTIGATING", "IDENTIFIED", "MONITORING", "RESOLVED", "CLOSED"):
-        moved = api.put(f"{path}/status", json={"status": status, "author": "alice"}, headers={"If-Match": etag})
+        moved = api.put(
+            f"{path}/status", json={"status": status, "author": "alice"}, headers={"If-Match": etag}
+        )
         moved.raise_for_status()
         etag = moved.headers["ETag"]
         _say(f"4. {incident['number']} → {status} (version {etag})")
@@ -99,10 +112,13 @@ def _scenario(api: httpx.Client, hub: Hub, receiver_url: str) -> int:
     illegal = api.put(f"{path}/status", json={"status": "INVESTIGATING"})
     _say(f"6. CLOSED → INVESTIGATING without reopen: HTTP {illegal.status_code}: {illegal.json()['detail']}")
 
-    other = api.post("/api/v1/incidents", json={"title": "Search latency p99 > 2s", "severity": "SEV3_MEDIUM",
-                                                "assigned_team": "search"}).json()
-    escalated = api.post(f"/api/v1/incidents/{other['id']}/escalate",
-                         json={"reason": "Spreading to checkout", "author": "bob"})
+    other = api.post(
+        "/api/v1/incidents",
+        json={"title": "Search latency p99 > 2s", "severity": "SEV3_MEDIUM", "assigned_team": "search"},
+    ).json()
+    escalated = api.post(
+        f"/api/v1/incidents/{other['id']}/escalate", json={"reason": "Spreading to checkout", "author": "bob"}
+    )
     escalated.raise_for_status()
     _say(f"7. Escalated {other['number']}: {escalated.json()['changes']}")
 
@@ -114,10 +130,10 @@ def _scenario(api: httpx.Client, hub: Hub, receiver_url: str) -> int:
     for event in _Receiver.received:
         name = next(k for k in event if k not in ("event_id", "timestamp"))
         body = event[name]
-        _say(f"   {event['timestamp'][11:23]}  {name:<38} {body.get('number', '')} "
-             f"{_summary(name, body)}")
-    ok = len(_Receiver.received) == len(expected) and all(d.state == "delivered" for d in
-                                                           hub.outbox.search(state=None, limit=1000))
+        _say(f"   {event['timestamp'][11:23]}  {name:<38} {body.get('number', '')} {_summary(name, body)}")
+    ok = len(_Receiver.received) == len(expected) and all(
+        d.state == "delivered" for d in hub.outbox.search(state=None, limit=1000)
+    )
     _say("\ndemo " + ("passed: every event delivered once, signed" if ok else "FAILED: events missing"))
     return 0 if ok else 1
 

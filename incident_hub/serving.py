@@ -25,8 +25,9 @@ class ServerThread:
         self.host = host
         self.port = port or free_port(host)
         self.url = f"http://{host}:{self.port}"
-        config = uvicorn.Config(app, host=host, port=self.port, log_config=None, access_log=False,
-                                lifespan="on")
+        config = uvicorn.Config(
+            app, host=host, port=self.port, log_config=None, access_log=False, lifespan="on"
+        )
         self.server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self.server.run, name=f"server:{self.port}", daemon=True)
 
@@ -39,7 +40,8 @@ class ServerThread:
             time.sleep(0.02)
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                 trace: TracebackType | None) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
         self.server.should_exit = True
         self._thread.join(timeout=30)
