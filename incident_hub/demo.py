@@ -4,6 +4,7 @@ incident walked through its life through the public API."""
 from __future__ import annotations
 
 import json
+import secrets
 import tempfile
 import threading
 import time
@@ -21,7 +22,7 @@ from incident_hub.settings import Settings
 from incident_hub.signing import signature_matches
 from incident_hub.sync.subscribers import SIGNATURE_HEADER
 
-SECRET = "demo-subscriber-secret"
+SECRET = secrets.token_hex(16)
 
 
 class _Receiver(BaseHTTPRequestHandler):
