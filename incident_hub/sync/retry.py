@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
-from tenacity.wait import wait_base, wait_exponential_jitter
+from tenacity.wait import wait_base, wait_random_exponential
 
 RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 
@@ -94,7 +94,8 @@ class _wait_retry_after_or(wait_base):
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Exponential backoff with jitter, `Retry-After` honoured, a fixed attempt budget."""
+    """Exponential backoff with full jitter (a random pause up to initial * 2^n, capped), `Retry-After`
+    honoured, a fixed attempt budget."""
 
     max_attempts: int = 8
     initial_backoff: float = 0.5
@@ -115,7 +116,7 @@ class RetryPolicy:
         return AsyncRetrying(
             stop=stop_after_attempt(remaining),
             wait=_wait_retry_after_or(
-                wait_exponential_jitter(initial=self.initial_backoff, max=self.max_backoff),
+                wait_random_exponential(multiplier=self.initial_backoff, max=self.max_backoff),
                 self.retry_after_cap,
             ),
             retry=retry_if_exception_type(RetryableDeliveryError),
