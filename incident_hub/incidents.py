@@ -4,6 +4,7 @@ and emits its event (outbox), so what subscribers and connectors see always matc
 from __future__ import annotations
 
 import base64
+import logging
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -56,6 +57,8 @@ from incident_hub.store.tables import (
     ResolutionStepRow,
     TimelineRow,
 )
+
+log = logging.getLogger(__name__)
 
 
 class _CreateRace(Exception):
@@ -179,6 +182,10 @@ class IncidentService:
             self._check_breach(session, row, now)
             if row.sla_breached:
                 incident = _to_model(_load(session, incident_id))
+        log.info(
+            "incident created",
+            extra={"incident_id": incident_id, "number": number, "severity": severity.value},
+        )
         return Created(incident, deduplicated=False)
 
     def _open_incident_with(self, dedup_key: str) -> str | None:
@@ -361,6 +368,10 @@ class IncidentService:
                 )
             self._check_breach(session, row, now)
             incident = _to_model(row)
+        log.info(
+            "incident status changed",
+            extra={"incident_id": incident_id, "old_status": current.value, "new_status": move.status.value},
+        )
         return incident
 
     def escalate(

@@ -26,6 +26,7 @@ def log_context(**values: Any) -> Iterator[None]:
 
 class _ContextFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
+        record.__dict__.pop("color_message", None)  # uvicorn's ANSI-coloured duplicate of `message`
         for key, value in (_context.get() or {}).items():
             if not hasattr(record, key):
                 setattr(record, key, value)
@@ -37,8 +38,9 @@ def configure(level: str = "INFO", *, json_lines: bool = True) -> None:
     if json_lines:
         handler.setFormatter(
             JsonFormatter(
-                "%(asctime)s %(levelname)s %(name)s %(message)s",
-                rename_fields={"asctime": "time", "levelname": "level"},
+                "%(levelname)s %(name)s %(message)s",
+                rename_fields={"levelname": "level"},
+                timestamp="time",  # ISO 8601, UTC
             )
         )
     else:

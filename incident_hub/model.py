@@ -236,6 +236,24 @@ class Summary(_Model):
 
 
 class TimelineEntry(_Model):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": 12,
+                    "type": "NOTE",
+                    "message": "Rollback started",
+                    "author": "bob",
+                    "is_public": False,
+                    "timestamp": "2026-11-24T14:10:00Z",
+                    "origin_connector": None,
+                    "external_comment_id": None,
+                }
+            ]
+        },
+    )
+
     id: int
     type: TimelineType
     message: str
@@ -247,6 +265,25 @@ class TimelineEntry(_Model):
 
 
 class ExternalRef(_Model):
+    """Link to the same incident in a vendor system."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "connector_id": "jira",
+                    "external_id": "10042",
+                    "external_key": "OPS-17",
+                    "url": "https://example.atlassian.net/browse/OPS-17",
+                    "last_synced_version": 3,
+                    "last_vendor_timestamp": "2026-11-24T14:05:00Z",
+                    "fingerprint": "9f2c…",
+                }
+            ]
+        },
+    )
+
     connector_id: str
     external_id: str
     external_key: str | None = None
@@ -257,6 +294,24 @@ class ExternalRef(_Model):
 
 
 class Escalation(_Model):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": 1,
+                    "reason": "Error budget burning",
+                    "from_severity": "SEV2_HIGH",
+                    "to_severity": "SEV1_CRITICAL",
+                    "from_team": "payments",
+                    "to_team": "payments",
+                    "escalated_by": "alice",
+                    "escalated_at": "2026-11-24T14:07:00Z",
+                }
+            ]
+        },
+    )
+
     id: int
     reason: str
     from_severity: Severity
@@ -269,6 +324,53 @@ class Escalation(_Model):
 
 class Incident(_Model):
     """The canonical incident, as the API returns it."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "5b8d7b26-8f75-47bd-b0a9-e652ee9e654f",
+                    "number": "INC-20261124-001",
+                    "title": "Checkout API returning 502s",
+                    "description": "Error rate above 20%",
+                    "severity": "SEV2_HIGH",
+                    "status": "ACKNOWLEDGED",
+                    "affected_services": [{"name": "checkout-api", "impact": "partial_outage"}],
+                    "assigned_team": "payments",
+                    "assignee": "alice",
+                    "roles": {"commander": "alice", "tech_lead": "bob", "comms_lead": None},
+                    "detected_at": "2026-11-24T14:02:00Z",
+                    "acknowledged_at": "2026-11-24T14:04:10Z",
+                    "mitigated_at": None,
+                    "resolved_at": None,
+                    "closed_at": None,
+                    "sla_deadline": "2026-11-24T18:02:00Z",
+                    "sla_breached": False,
+                    "root_cause": None,
+                    "resolution_notes": None,
+                    "summary": None,
+                    "dedup_key": "checkout-api/5xx",
+                    "source": "prometheus",
+                    "tags": ["customer-facing"],
+                    "version": 2,
+                    "created_at": "2026-11-24T14:02:05Z",
+                    "updated_at": "2026-11-24T14:04:10Z",
+                    "automated_responses": [
+                        {
+                            "response_id": "r-1",
+                            "action_type": "page_oncall",
+                            "details": {"team": "payments"},
+                            "execution_status": "succeeded",
+                            "executed_at": "2026-11-24T14:02:06Z",
+                        }
+                    ],
+                    "resolution_steps": [],
+                    "external_refs": [],
+                }
+            ]
+        },
+    )
 
     id: uuid.UUID
     number: str = Field(examples=["INC-20261124-001"])
