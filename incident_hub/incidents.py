@@ -630,6 +630,8 @@ class IncidentService:
                     IncidentRow.status.in_(OPEN_STATUSES),
                 )
                 .limit(500)
+                # Every replica runs this watch; locked rows are being settled by another one.
+                .with_for_update(skip_locked=True)
             ).all()
             count = sum(1 for row in rows if self._check_breach(session, row, now))
         return count
