@@ -55,7 +55,9 @@ class Settings(BaseSettings):
     dispatch_concurrency: int = 16
     delivery_timeout_seconds: float = 10.0
     delivery_lease_seconds: float = Field(
-        default=60.0, description="A claimed delivery whose worker died is claimable again after this long."
+        default=30.0,
+        description="Grace beyond the attempt timeout: a claimed delivery whose process died is claimable "
+        "again this long after its attempt's timeout ran out.",
     )
     delivery_max_attempts: int = 8
     delivery_backoff_initial_seconds: float = 0.5

@@ -159,3 +159,19 @@ def test_unknown_event_type_in_subscription_is_refused(api: TestClient, receiver
     assert response.status_code == 422
     assert "incident_exploded" in response.json()["detail"]
     assert SECRET not in response.text
+
+
+def test_slow_subscriber_is_not_sent_the_same_event_twice(
+    database_url: str, tmp_path: Path, receiver: Receiver
+) -> None:
+    # The grace period is shorter than the subscriber's answer, but the lease covers the attempt timeout.
+    settings = test_settings(database_url, tmp_path, delivery_timeout_seconds=3.0, delivery_lease_seconds=0.2)
+    app = create_app(settings)
+    receiver.default = Answer(204, delay=1.0)
+    with TestClient(app) as client:
+        client.headers.update(key_for(app.state.hub, Scope.ADMIN))
+        subscribe(client, receiver, ["incident_created"])
+        client.post("/api/v1/incidents", json={"title": "Slow but alive"}).raise_for_status()
+        wait_until(lambda: len(deliveries(client, "delivered")) == 1)
+        time.sleep(0.5)
+    assert len(receiver.requests) == 1

@@ -61,7 +61,7 @@ class Dispatcher:
         *,
         batch: int = 50,
         concurrency: int = 16,
-        lease_seconds: float = 60.0,
+        lease_seconds: float = 30.0,
         poll_seconds: float = 0.5,
         attempt_timeout: float = 10.0,
         worker_id: str | None = None,
@@ -167,7 +167,10 @@ class Dispatcher:
             session.execute(
                 update(DeliveryRow)
                 .where(DeliveryRow.id.in_(ids))
-                .values(lease_until=now + timedelta(seconds=self.lease_seconds), leased_by=self.worker_id)
+                .values(
+                    lease_until=now + timedelta(seconds=self.attempt_timeout + self.lease_seconds),
+                    leased_by=self.worker_id,
+                )
             )
             rows = session.execute(
                 select(DeliveryRow, EventRow)
@@ -190,6 +193,7 @@ class Dispatcher:
             ]
 
     def _extend_lease(self, delivery_id: int, seconds: float) -> None:
+        """Keep the claim for `seconds` more (a pause and the next attempt), plus the grace period."""
         with self.db.write() as session:
             session.execute(
                 update(DeliveryRow)
