@@ -86,6 +86,18 @@ class IncidentPatch(_Command):
     tags: list[str] | None = None
     author: str | None = Field(default=None, max_length=200)
 
+    @model_validator(mode="after")
+    def _required_fields_stay_set(self) -> Self:
+        cleared = sorted(
+            f for f in _PATCH_REQUIRED if f in self.model_fields_set and getattr(self, f) is None
+        )
+        if cleared:
+            raise ValueError(f"cannot clear required field(s): {', '.join(cleared)}")
+        return self
+
+
+_PATCH_REQUIRED = ("title", "severity", "affected_services", "tags")
+
 
 class StatusChange(_Command):
     model_config = ConfigDict(

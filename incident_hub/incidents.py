@@ -117,6 +117,8 @@ class IncidentService:
         detected_at = as_utc(draft.detected_at) if draft.detected_at else now
         severity = draft.severity
         deadline = self.sla.deadline(severity, detected_at, None, None)
+        # An incident reported after its acknowledge deadline (detected_at in the past) starts breached.
+        missed = self.sla.missed(severity, detected_at, None, None, now)
         incident_id = str(uuid.uuid4())
         with self._write() as session:
             if draft.dedup_key is not None:
@@ -154,7 +156,7 @@ class IncidentService:
                 comms_lead=draft.comms_lead,
                 detected_at=detected_at,
                 sla_deadline=deadline[1] if deadline else None,
-                sla_breached=False,
+                sla_breached=missed is not None,
                 dedup_key=draft.dedup_key,
                 source=draft.source,
                 tags=list(draft.tags),
@@ -179,9 +181,8 @@ class IncidentService:
             session.flush()
             incident = _to_model(_load(session, incident_id))
             events.emit(session, "incident_created", incident_id, incident.model_dump(mode="json"))
-            self._check_breach(session, row, now)
-            if row.sla_breached:
-                incident = _to_model(_load(session, incident_id))
+            if missed is not None:
+                self._record_breach(session, row, missed, now)
         log.info(
             "incident created",
             extra={"incident_id": incident_id, "number": number, "severity": severity.value},
@@ -310,13 +311,13 @@ class IncidentService:
             current = Status(row.status)
             already = frozenset(name for name in _LIFECYCLE_STAMPS if getattr(row, name) is not None)
             move = transition(current, change.status, now, reopen=change.reopen, already_set=already)
+            if move.reopened:
+                self._assert_dedup_key_free(session, row)
             for name in move.clears:
                 setattr(row, name, None)
             for name, value in move.timestamps.items():
                 setattr(row, name, value)
             row.status = move.status
-            if move.reopened:
-                self._assert_dedup_key_free(session, row)
             self._refresh_sla(row)
             self._bump(row, now)
             verb = "Reopened" if move.reopened else "Status changed"
@@ -647,6 +648,10 @@ class IncidentService:
         row.sla_breached = True
         row.version += 1
         row.updated_at = now
+        self._record_breach(session, row, missed, now)
+        return True
+
+    def _record_breach(self, session: Session, row: IncidentRow, missed: str, now: datetime) -> None:
         session.add(
             TimelineRow(
                 incident_id=row.id,
@@ -675,7 +680,6 @@ class IncidentService:
                 "detected_at": row.detected_at.isoformat(),
             },
         )
-        return True
 
     # ---- helpers ------------------------------------------------------------------------------------
 

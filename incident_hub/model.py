@@ -45,9 +45,10 @@ OPEN_STATUSES: tuple[Status, ...] = tuple(s for s in Status if s.is_open)
 
 _ACTIVE = (Status.ACKNOWLEDGED, Status.INVESTIGATING, Status.IDENTIFIED, Status.MONITORING)
 
-# Which status moves are allowed. Any open status may move to any later working status or to RESOLVED;
-# RESOLVED may be reopened (a recorded move back to INVESTIGATING or OPEN) or CLOSED; CLOSED moves only
-# through an explicit reopen (see `transition(..., reopen=True)`).
+# Which status moves are allowed. Working statuses move forward, or one step back when a hypothesis fails
+# (IDENTIFIED -> INVESTIGATING, MONITORING -> INVESTIGATING/IDENTIFIED, ACKNOWLEDGED -> OPEN to hand it
+# back); any of them may be RESOLVED. RESOLVED may be reopened (a recorded move back to INVESTIGATING or
+# OPEN) or CLOSED; CLOSED moves only through an explicit reopen (see `transition(..., reopen=True)`).
 LIFECYCLE: dict[Status, frozenset[Status]] = {
     Status.OPEN: frozenset({*_ACTIVE, Status.RESOLVED, Status.CLOSED}),
     Status.ACKNOWLEDGED: frozenset(
