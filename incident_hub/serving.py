@@ -21,12 +21,28 @@ def free_port(host: str = "127.0.0.1") -> int:
 class ServerThread:
     """`with ServerThread(app) as server:` serves `app` at `server.url` until the block ends."""
 
-    def __init__(self, app: ASGIApp, host: str = "127.0.0.1", port: int | None = None) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        *,
+        ssl_certfile: str | None = None,
+        ssl_keyfile: str | None = None,
+    ) -> None:
         self.host = host
         self.port = port or free_port(host)
-        self.url = f"http://{host}:{self.port}"
+        scheme = "https" if ssl_certfile else "http"
+        self.url = f"{scheme}://{host}:{self.port}"
         config = uvicorn.Config(
-            app, host=host, port=self.port, log_config=None, access_log=False, lifespan="on"
+            app,
+            host=host,
+            port=self.port,
+            log_config=None,
+            access_log=False,
+            lifespan="on",
+            ssl_certfile=ssl_certfile,
+            ssl_keyfile=ssl_keyfile,
         )
         self.server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self.server.run, name=f"server:{self.port}", daemon=True)

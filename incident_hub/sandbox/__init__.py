@@ -1,0 +1,1 @@
+"""Vendor sandboxes: small HTTPS emulators of each vendor's documented API, for demo, tests and benchmarks."""
