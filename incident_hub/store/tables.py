@@ -187,6 +187,9 @@ class ExternalRefRow(Base):
     last_synced_version: Mapped[int | None] = mapped_column(Integer)
     last_vendor_timestamp: Mapped[datetime | None]
     fingerprint: Mapped[str | None] = mapped_column(String(128))
+    # The vendor field values we last wrote: an inbound change equal to them is our own echo, and the next
+    # push sends only the fields that differ.
+    written: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
     __table_args__ = (
         UniqueConstraint("connector_id", "external_id"),
@@ -272,3 +275,80 @@ class ApiKeyRow(Base):
     scopes: Mapped[list[Any]] = mapped_column(JSON)
     created_at: Mapped[datetime]
     revoked_at: Mapped[datetime | None]
+
+
+class ConnectorRow(Base):
+    """A configured connector instance; credentials are references (env var / file), never values."""
+
+    __tablename__ = "connectors"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(64))
+    config: Mapped[dict[str, Any]] = mapped_column(JSON)
+    source: Mapped[str] = mapped_column(String(16))
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    paused_until: Mapped[datetime | None]
+    pause_reason: Mapped[str | None] = mapped_column(Text)
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class InboxRow(Base):
+    """A raw inbound webhook, stored before anything else happens (deduplicated per connector)."""
+
+    __tablename__ = "inbox"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    connector_id: Mapped[str] = mapped_column(String(64))
+    dedup_key: Mapped[str] = mapped_column(String(200))
+    received_at: Mapped[datetime]
+    headers: Mapped[dict[str, Any]] = mapped_column(JSON)
+    body: Mapped[str] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    lease_until: Mapped[datetime | None]
+    error: Mapped[str | None] = mapped_column(Text)
+    processed_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        UniqueConstraint("connector_id", "dedup_key"),
+        Index("ix_inbox_pending", "state", "id"),
+    )
+
+
+class WebhookRejectionRow(Base):
+    """An inbound webhook refused (unsigned, forged, malformed, unknown connector), kept for audit."""
+
+    __tablename__ = "webhook_rejections"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    connector_id: Mapped[str] = mapped_column(String(200))
+    received_at: Mapped[datetime]
+    status: Mapped[int] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(Text)
+    body_sha256: Mapped[str] = mapped_column(String(64))
+    body_excerpt: Mapped[str] = mapped_column(Text)
+    remote_addr: Mapped[str | None] = mapped_column(String(100))
+
+
+class UnmappedValueRow(Base):
+    """A vendor value the connector's mapping does not cover, seen on an inbound change."""
+
+    __tablename__ = "unmapped_values"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    connector_id: Mapped[str] = mapped_column(String(64))
+    field: Mapped[str] = mapped_column(String(200))
+    value: Mapped[str] = mapped_column(String(500))
+    first_seen: Mapped[datetime]
+    last_seen: Mapped[datetime]
+    count: Mapped[int] = mapped_column(Integer, default=1)
+
+    __table_args__ = (UniqueConstraint("connector_id", "field", "value"),)

@@ -1,0 +1,245 @@
+"""The connector contract: how a vendor plugs into the hub.
+
+A connector translates between one vendor's API and vendor-neutral values: inbound, raw webhook bytes
+become `ExternalChange`s (vendor field ids and values, the vendor's timestamp and actor); outbound, the
+hub hands it the vendor field values to write (already mapped, see `incident_hub.mapping`). It never
+touches the database and never retries: the sync engine records, and `sync/retry.py` retries.
+
+Connectors are found through the entry-point group `incident_hub.connectors` (name = kind, value =
+the `Connector` subclass), so a third party ships one without touching the hub.
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Mapping
+from datetime import datetime
+from enum import StrEnum
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+from incident_hub.model import ExternalRef, Incident, Severity
+
+
+class WebhookRejected(Exception):
+    """An inbound webhook we refuse: `status` is the HTTP answer (401 unsigned/forged, 400 malformed)."""
+
+    def __init__(self, reason: str, status: int = 401) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.status = status
+
+
+class WebhookParseError(WebhookRejected):
+    """The body is not a webhook this connector understands (malformed JSON, missing fields)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason, status=400)
+
+
+class ConnectorError(Exception):
+    """A connector is misconfigured (missing credential, bad option)."""
+
+
+class ChangeKind(StrEnum):
+    CREATED = "created"
+    UPDATED = "updated"
+    NOTE = "note"
+    DELETED = "deleted"
+    SNAPSHOT = "snapshot"  # the whole current state, from fetch or list_changed
+
+
+class ExternalNote(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    external_comment_id: str
+    body: str
+    author: str | None = None
+    is_public: bool = True
+
+
+class ExternalChange(BaseModel):
+    """What happened to one vendor object, in the vendor's own field ids and values."""
+
+    model_config = ConfigDict(frozen=True)
+
+    connector_id: str
+    external_id: str
+    external_key: str | None = None
+    url: str | None = None
+    kind: ChangeKind
+    fields: dict[str, Any] = Field(default_factory=dict, description="Vendor field id -> new vendor value.")
+    note: ExternalNote | None = None
+    vendor_timestamp: datetime
+    actor: str | None = None
+    actor_is_self: bool = Field(default=False, description="Made by the connector's own account: an echo.")
+    event_id: str | None = None
+    hub_incident_id: str | None = Field(
+        default=None, description="Our incident id, if the object carries it."
+    )
+    raw: dict[str, Any] = Field(default_factory=dict, description="The vendor payload, unknown fields kept.")
+
+
+class PushResult(BaseModel):
+    """Where the vendor object is after a write."""
+
+    external_id: str
+    external_key: str | None = None
+    url: str | None = None
+    vendor_timestamp: datetime | None = None
+
+
+class OutboundNote(BaseModel):
+    body: str
+    author: str | None = None
+    is_public: bool = True
+    origin: str | None = Field(default=None, description="Where the note was first written, e.g. 'jira'.")
+
+
+class Health(BaseModel):
+    ok: bool
+    detail: str
+    latency_ms: float | None = None
+
+
+class Routing(BaseModel):
+    """Which incidents go to this connector; empty lists mean all."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    severities: list[Severity] = Field(default_factory=list)
+    teams: list[str] = Field(default_factory=list)
+
+    def admits(self, incident: Incident) -> bool:
+        if self.severities and incident.severity not in self.severities:
+            return False
+        return not self.teams or incident.assigned_team in self.teams
+
+
+class Secret(BaseModel):
+    """A credential given by environment variable name or file path, never by value."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    env: str | None = None
+    file: Path | None = None
+
+    def read(self) -> SecretStr:
+        if self.env:
+            value = os.environ.get(self.env)
+            if value is None:
+                raise ConnectorError(f"environment variable {self.env} is not set")
+            return SecretStr(value)
+        if self.file:
+            try:
+                return SecretStr(self.file.read_text().strip())
+            except OSError as error:
+                raise ConnectorError(f"cannot read secret file {self.file}: {error.strerror}") from None
+        raise ConnectorError("a secret needs `env` or `file`")
+
+
+class ConnectorConfig(BaseModel):
+    """One configured connector instance (from INCIDENT_HUB_CONFIG or the admin API)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$", examples=["pagerduty"])
+    kind: str = Field(examples=["pagerduty"], description="Entry-point name of the connector.")
+    base_url: str = Field(examples=["https://api.pagerduty.com"])
+    credentials: Secret | None = None
+    webhook_secret: Secret | None = None
+    ca_bundle: Path | None = Field(default=None, description="Extra CA certificates to trust (PEM).")
+    enabled: bool = True
+    routing: Routing = Field(default_factory=Routing)
+    rate_limit_per_second: float = Field(default=10.0, gt=0)
+    max_concurrency: int = Field(default=4, ge=1)
+    timeout_seconds: float = Field(default=10.0, gt=0)
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="Vendor-specific, see the connector doc."
+    )
+
+
+class Connector(ABC):
+    """One vendor. Subclasses set `kind` and `Options`, and implement the methods below."""
+
+    kind: ClassVar[str]
+    Options: ClassVar[type[BaseModel]]
+
+    def __init__(self, config: ConnectorConfig) -> None:
+        self.config = config
+        self.id = config.id
+        self.options = self.Options.model_validate(config.options)
+
+    # ---- inbound --------------------------------------------------------------------------------------
+
+    @abstractmethod
+    def verify_webhook(self, headers: Mapping[str, str], body: bytes) -> None:
+        """Raise `WebhookRejected` unless the call is authentic (headers are lower-cased)."""
+
+    @abstractmethod
+    def webhook_event_id(self, headers: Mapping[str, str], body: bytes) -> str | None:
+        """The vendor's id for this delivery, stable across its retries, if it sends one."""
+
+    @abstractmethod
+    def parse_webhook(self, headers: Mapping[str, str], body: bytes) -> list[ExternalChange]:
+        """Vendor-neutral facts from a verified webhook; raise `WebhookParseError` and nothing else."""
+
+    # ---- outbound -------------------------------------------------------------------------------------
+
+    @abstractmethod
+    async def find(self, incident: Incident) -> PushResult | None:
+        """The vendor object already made for this incident (check-before-create after a crash)."""
+
+    @abstractmethod
+    async def create(self, incident: Incident, fields: dict[str, Any]) -> PushResult:
+        """Make the vendor object for `incident`, carrying the hub id so a retry can find it."""
+
+    @abstractmethod
+    async def update(self, ref: ExternalRef, fields: dict[str, Any]) -> PushResult:
+        """Write changed vendor fields (only those given)."""
+
+    @abstractmethod
+    async def add_note(self, ref: ExternalRef, note: OutboundNote) -> str:
+        """Add a comment/note; returns the vendor's id for it."""
+
+    @abstractmethod
+    async def fetch(self, ref: ExternalRef) -> ExternalChange:
+        """The object's current state, as a SNAPSHOT change."""
+
+    @abstractmethod
+    def list_changed(self, since: datetime) -> AsyncIterator[ExternalChange]:
+        """Objects changed since `since` (paged), as SNAPSHOT changes."""
+
+    @abstractmethod
+    async def health(self) -> Health:
+        """Call the vendor with the configured credentials."""
+
+    async def close(self) -> None:
+        """Release clients."""
+        return None
+
+
+ENTRY_POINT_GROUP = "incident_hub.connectors"
+
+
+def available_kinds() -> dict[str, type[Connector]]:
+    """Every connector class installed, by kind (entry-point name)."""
+    kinds: dict[str, type[Connector]] = {}
+    for entry in entry_points(group=ENTRY_POINT_GROUP):
+        loaded = entry.load()
+        if isinstance(loaded, type) and issubclass(loaded, Connector):
+            kinds[entry.name] = loaded
+    return kinds
+
+
+def build(config: ConnectorConfig) -> Connector:
+    kinds = available_kinds()
+    if config.kind not in kinds:
+        raise ConnectorError(
+            f"no connector of kind {config.kind!r}; installed: {', '.join(sorted(kinds)) or 'none'}"
+        )
+    return kinds[config.kind](config)
