@@ -1,0 +1,1 @@
+"""How canonical values map to each vendor's fields and back."""

@@ -1,0 +1,117 @@
+"""Shipped default mappings are total and round-trip stably (hypothesis over canonical and vendor values)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from incident_hub.mapping.document import MappingError, default_for, parse, read_severity
+from incident_hub.mapping.translate import to_canonical, to_vendor
+from incident_hub.model import Incident, Roles, Severity, Status
+
+KINDS = ["pagerduty", "jira"]
+
+
+def incident(status: Status = Status.OPEN, severity: Severity = Severity.SEV3_MEDIUM) -> Incident:
+    now = datetime.now(UTC)
+    return Incident(
+        id=uuid.uuid4(),
+        number="INC-20261124-001",
+        title="t",
+        description=None,
+        severity=severity,
+        status=status,
+        affected_services=[],
+        assigned_team=None,
+        assignee=None,
+        roles=Roles(),
+        detected_at=now,
+        acknowledged_at=None,
+        mitigated_at=None,
+        resolved_at=None,
+        closed_at=None,
+        sla_deadline=None,
+        sla_breached=False,
+        root_cause=None,
+        resolution_notes=None,
+        summary=None,
+        dedup_key=None,
+        source=None,
+        tags=[],
+        version=1,
+        created_at=now,
+        updated_at=now,
+    )
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@given(status=st.sampled_from(list(Status)), severity=st.sampled_from(list(Severity)))
+def test_canonical_to_vendor_and_back_is_stable(kind: str, status: Status, severity: Severity) -> None:
+    mapping = default_for(kind)
+    written = to_vendor(mapping, incident(status, severity))
+    # Reading back what we wrote, relative to the same incident, changes nothing.
+    assert to_canonical(mapping, incident(status, severity), written).is_empty()
+    # Read as a new object, it gives a canonical value that writes the same vendor values again.
+    fresh = to_canonical(mapping, None, written)
+    assert fresh.status is not None and fresh.severity is not None
+    assert to_vendor(mapping, incident(fresh.status, fresh.severity)) == written
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_vendor_value_in_the_image_round_trips(kind: str) -> None:
+    mapping = default_for(kind)
+    for vendor_status in set(mapping.status.to_vendor.values()):
+        canonical = mapping.status.from_vendor[vendor_status]
+        assert mapping.status.to_vendor[canonical] == vendor_status
+    for written in mapping.severity.to_vendor.values():
+        back = read_severity(mapping.severity, written)
+        assert back is not None and mapping.severity.to_vendor[back] == written
+
+
+def test_lossy_status_does_not_move_a_working_incident_backwards() -> None:
+    mapping = default_for("pagerduty")
+    patch = to_canonical(mapping, incident(Status.INVESTIGATING), {"status": "acknowledged"})
+    assert patch.status is None
+    patch = to_canonical(mapping, incident(Status.INVESTIGATING), {"status": "resolved"})
+    assert patch.status is Status.RESOLVED
+
+
+def test_unmapped_vendor_value_is_reported_not_dropped() -> None:
+    patch = to_canonical(default_for("jira"), incident(), {"status": "Waiting for customer"})
+    assert patch.status is None
+    assert patch.unmapped == [("status", "Waiting for customer")]
+
+
+def test_fields_are_recognised_by_field_id_not_value() -> None:
+    # A custom field whose value looks like a priority must not change severity.
+    patch = to_canonical(default_for("pagerduty"), incident(), {"customfield_10016": "P1"})
+    assert patch.is_empty()
+
+
+def test_a_mapping_that_is_not_total_is_refused() -> None:
+    with pytest.raises(MappingError, match=r"status\.to_vendor misses"):
+        parse("""
+severity:
+  to_vendor: {SEV1_CRITICAL: {p: a}, SEV2_HIGH: {p: b}, SEV3_MEDIUM: {p: c}, SEV4_LOW: {p: d}}
+  from_vendor: [{field: p, values: {a: SEV1_CRITICAL, b: SEV2_HIGH, c: SEV3_MEDIUM, d: SEV4_LOW}}]
+status:
+  to_vendor: {OPEN: open}
+  from_vendor: {open: OPEN}
+""")
+
+
+def test_a_mapping_that_cannot_round_trip_is_refused() -> None:
+    with pytest.raises(MappingError, match="reads back as"):
+        parse("""
+severity:
+  to_vendor: {SEV1_CRITICAL: {p: a}, SEV2_HIGH: {p: a}, SEV3_MEDIUM: {p: c}, SEV4_LOW: {p: d}}
+  from_vendor: [{field: p, values: {a: SEV1_CRITICAL, c: SEV3_MEDIUM, d: SEV4_LOW}}]
+status:
+  to_vendor: {OPEN: o, ACKNOWLEDGED: o, INVESTIGATING: o, IDENTIFIED: o, MONITORING: o,
+              RESOLVED: r, CLOSED: r}
+  from_vendor: {o: OPEN, r: RESOLVED}
+""")
