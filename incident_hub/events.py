@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from incident_hub.clock import utcnow
 from incident_hub.metrics import EVENTS
-from incident_hub.store.tables import DeliveryRow, EventRow, SubscriptionRow
+from incident_hub.store.tables import ConnectorRow, DeliveryRow, EventRow, SubscriptionRow
 
 EVENT_TYPES: tuple[str, ...] = (
     "incident_created",
@@ -26,10 +26,26 @@ EVENT_TYPES: tuple[str, ...] = (
 )
 
 SUBSCRIBER = "subscriber"
+CONNECTOR = "connector"
+
+# Events a vendor connector acts on (resolution is a status change; SLA and bookkeeping events are not).
+CONNECTOR_EVENTS = frozenset(
+    {
+        "incident_created",
+        "incident_updated",
+        "incident_status_changed",
+        "incident_escalated",
+        "incident_note_added",
+    }
+)
+
+# `session.info[ORIGIN]` names the connector a change came from: it gets no delivery of its own change.
+ORIGIN = "origin_connector"
 
 
 def emit(session: Session, name: str, incident_id: str | None, body: dict[str, Any]) -> EventRow:
-    """Record event `name` and queue it for every active subscription that wants it.
+    """Record event `name` and queue it for every active subscription that wants it, and, for incident
+    changes, for every enabled connector except the one the change came from.
 
     The payload is `{"event_id", "timestamp", name: body}`; `body` must already be JSON-ready.
     """
@@ -55,6 +71,24 @@ def emit(session: Session, name: str, incident_id: str | None, body: dict[str, A
                     target_kind=SUBSCRIBER,
                     target_id=subscription.id,
                     ordering_key=incident_id or event_id,
+                    state="pending",
+                    attempts=0,
+                    next_attempt_at=now,
+                    created_at=now,
+                )
+            )
+            session.info["deliveries_queued"] = True
+    if name in CONNECTOR_EVENTS and incident_id is not None:
+        origin = session.info.get(ORIGIN)
+        for connector_id in session.scalars(select(ConnectorRow.id).where(ConnectorRow.enabled.is_(True))):
+            if connector_id == origin:
+                continue
+            session.add(
+                DeliveryRow(
+                    event_id=event_id,
+                    target_kind=CONNECTOR,
+                    target_id=connector_id,
+                    ordering_key=incident_id,
                     state="pending",
                     attempts=0,
                     next_attempt_at=now,

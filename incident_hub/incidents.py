@@ -94,8 +94,11 @@ class IncidentService:
 
     # ---- create -------------------------------------------------------------------------------------
 
-    def create(self, draft: IncidentDraft) -> Created:
-        """Create an incident, or return the open one that holds the same dedup key."""
+    def create(self, draft: IncidentDraft, *, session: Session | None = None) -> Created:
+        """Create an incident, or return the open one that holds the same dedup key. Given a `session`,
+        the work joins that transaction (the sync engine's)."""
+        if session is not None:
+            return self._create_once(draft, session)
         for _attempt in range(5):
             try:
                 return self._create_once(draft)
@@ -108,10 +111,12 @@ class IncidentService:
                 continue
         raise Conflict("could not create the incident under contention; try again")
 
-    def _create_once(self, draft: IncidentDraft) -> Created:
+    def _create_once(self, draft: IncidentDraft, outer: Session | None = None) -> Created:
         now = utcnow()
         number: str | None = None
-        if draft.dedup_key is None or self._open_incident_with(draft.dedup_key) is None:
+        if outer is not None:
+            number = self._allocate_number(now, outer)
+        elif draft.dedup_key is None or self._open_incident_with(draft.dedup_key) is None:
             # Allocated outside the main transaction (see `_allocate_number`), so only when it will be used.
             number = self._allocate_number(now)
         detected_at = as_utc(draft.detected_at) if draft.detected_at else now
@@ -120,7 +125,7 @@ class IncidentService:
         # An incident reported after its acknowledge deadline (detected_at in the past) starts breached.
         missed = self.sla.missed(severity, detected_at, None, None, now)
         incident_id = str(uuid.uuid4())
-        with self._write() as session:
+        with self._write(outer) as session:
             if draft.dedup_key is not None:
                 existing = session.scalar(
                     select(IncidentRow.id)
@@ -197,9 +202,11 @@ class IncidentService:
                 )
             )
 
-    def _allocate_number(self, now: datetime) -> str:
+    def _allocate_number(self, now: datetime, outer: Session | None = None) -> str:
         """Next `INC-YYYYMMDD-NNN` for today's UTC date, in its own short transaction so the counter row
-        is locked only for one statement (numbers skipped by a failed create leave a gap, never a twin)."""
+        is locked only for one statement (numbers skipped by a failed create leave a gap, never a twin).
+        Inside an outer SQLite transaction it must join it: that transaction already holds the one write
+        lock SQLite has."""
         day = now.strftime("%Y%m%d")
         insert = pg_insert if not self.db.is_sqlite else sqlite_insert
         statement = (
@@ -208,8 +215,11 @@ class IncidentService:
             .on_conflict_do_update(index_elements=["day"], set_={"last": IncidentCounterRow.last + 1})
             .returning(IncidentCounterRow.last)
         )
-        with self.db.write() as session:
-            last = session.execute(statement).scalar_one()
+        if outer is not None and self.db.is_sqlite:
+            last = outer.execute(statement).scalar_one()
+        else:
+            with self.db.write() as session:
+                last = session.execute(statement).scalar_one()
         return f"INC-{day}-{last:03d}"
 
     # ---- read ---------------------------------------------------------------------------------------
@@ -260,11 +270,18 @@ class IncidentService:
 
     # ---- change -------------------------------------------------------------------------------------
 
-    def patch(self, incident_id: str, patch: IncidentPatch, if_match: int | None = None) -> Incident:
+    def patch(
+        self,
+        incident_id: str,
+        patch: IncidentPatch,
+        if_match: int | None = None,
+        *,
+        session: Session | None = None,
+    ) -> Incident:
         changes = patch.model_dump(exclude_unset=True, exclude={"author"}, mode="json")
         if not changes:
             raise InvalidRequest("the patch changes nothing: give at least one field")
-        with self._write() as session:
+        with self._write(session) as session:
             row = _load_for_update(session, incident_id, if_match)
             now = utcnow()
             changed: dict[str, dict[str, Any]] = {}
@@ -304,8 +321,15 @@ class IncidentService:
             incident = _to_model(row)
         return incident
 
-    def change_status(self, incident_id: str, change: StatusChange, if_match: int | None = None) -> Incident:
-        with self._write() as session:
+    def change_status(
+        self,
+        incident_id: str,
+        change: StatusChange,
+        if_match: int | None = None,
+        *,
+        session: Session | None = None,
+    ) -> Incident:
+        with self._write(session) as session:
             row = _load_for_update(session, incident_id, if_match)
             now = utcnow()
             current = Status(row.status)
@@ -451,8 +475,15 @@ class IncidentService:
             result = EscalationResult(_to_model(row), _escalation_model(escalation), changed)
         return result
 
-    def add_note(self, incident_id: str, note: NoteDraft) -> TimelineEntry:
-        with self._write() as session:
+    def add_note(
+        self,
+        incident_id: str,
+        note: NoteDraft,
+        *,
+        session: Session | None = None,
+        external_comment_id: str | None = None,
+    ) -> TimelineEntry:
+        with self._write(session) as session:
             row = _load(session, incident_id)
             entry = TimelineRow(
                 incident_id=row.id,
@@ -461,6 +492,8 @@ class IncidentService:
                 author=note.author,
                 is_public=note.is_public,
                 timestamp=utcnow(),
+                origin_connector=session.info.get(events.ORIGIN),
+                external_comment_id=external_comment_id,
             )
             session.add(entry)
             session.flush()
@@ -709,8 +742,12 @@ class IncidentService:
             raise Conflict(f"cannot reopen: {other} is open with the same dedup key", open_incident=other)
 
     @contextmanager
-    def _write(self) -> Iterator[Session]:
-        """A write transaction; after it commits, the dispatcher is woken if it queued deliveries."""
+    def _write(self, outer: Session | None = None) -> Iterator[Session]:
+        """A write transaction; after it commits, the dispatcher is woken if it queued deliveries. With
+        `outer`, the work joins that transaction and its owner commits (and wakes)."""
+        if outer is not None:
+            yield outer
+            return
         with self.db.write() as session:
             yield session
             queued = session.info.pop("deliveries_queued", False)

@@ -25,7 +25,7 @@ from incident_hub.clock import utcnow
 from incident_hub.logs import log_context
 from incident_hub.metrics import DELIVERY_ATTEMPTS, DELIVERY_OUTCOMES
 from incident_hub.store.db import Database
-from incident_hub.store.tables import DeliveryAttemptRow, DeliveryRow, EventRow
+from incident_hub.store.tables import ConnectorRow, DeliveryAttemptRow, DeliveryRow, EventRow
 from incident_hub.sync.retry import DeliveryError, PermanentDeliveryError, RetryableDeliveryError, RetryPolicy
 
 log = logging.getLogger(__name__)
@@ -148,6 +148,14 @@ class Dispatcher:
                 earlier.state == PENDING,
             )
         )
+        # A paused connector's deliveries wait, in order, until it is resumed.
+        paused = exists().where(
+            and_(
+                DeliveryRow.target_kind == "connector",
+                ConnectorRow.id == DeliveryRow.target_id,
+                ConnectorRow.paused_until > now,
+            )
+        )
         query = (
             select(DeliveryRow.id)
             .where(
@@ -155,6 +163,7 @@ class Dispatcher:
                 DeliveryRow.next_attempt_at <= now,
                 (DeliveryRow.lease_until.is_(None)) | (DeliveryRow.lease_until < now),
                 ~blocked,
+                ~paused,
             )
             .order_by(DeliveryRow.id)
             .limit(limit)

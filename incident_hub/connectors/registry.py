@@ -1,0 +1,175 @@
+"""Configured connector instances: from the YAML file (`INCIDENT_HUB_CONFIG`) and the admin API, stored in
+the `connectors` table, built into `Connector` objects, paused and resumed by the circuit breaker."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+from sqlalchemy import select
+
+from incident_hub.clock import utcnow
+from incident_hub.connectors.base import Connector, ConnectorConfig, ConnectorError, build
+from incident_hub.errors import InvalidRequest, NotFound
+from incident_hub.store.db import Database
+from incident_hub.store.tables import ConnectorRow
+
+log = logging.getLogger(__name__)
+
+
+class ConfigFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    connectors: list[ConnectorConfig] = []
+
+
+def read_config_file(path: Path) -> list[ConnectorConfig]:
+    try:
+        loaded: Any = yaml.safe_load(path.read_text()) or {}
+        return ConfigFile.model_validate(loaded).connectors
+    except (OSError, yaml.YAMLError, ValidationError) as error:
+        raise ConnectorError(f"cannot use {path}: {error}") from error
+
+
+@dataclass(frozen=True)
+class ConnectorState:
+    config: ConnectorConfig
+    source: str
+    paused_until: datetime | None
+    pause_reason: str | None
+    consecutive_failures: int
+
+    def paused(self, now: datetime) -> bool:
+        return self.paused_until is not None and self.paused_until > now
+
+
+class ConnectorRegistry:
+    """The live set of connectors. Instances are rebuilt when their stored configuration changes."""
+
+    def __init__(self, db: Database, *, failure_threshold: int = 5, cool_down_seconds: float = 300.0) -> None:
+        self.db = db
+        self.failure_threshold = failure_threshold
+        self.cool_down = timedelta(seconds=cool_down_seconds)
+        self._instances: dict[str, tuple[dict[str, Any], Connector]] = {}
+        self._lock = threading.Lock()
+
+    # ---- configuration ------------------------------------------------------------------------------
+
+    def load_file(self, path: Path) -> None:
+        """Store the file's connectors (the file is the source of truth for the ids it names)."""
+        for config in read_config_file(path):
+            self.upsert(config, source="file")
+
+    def upsert(self, config: ConnectorConfig, *, source: str = "api") -> ConnectorState:
+        build(config)  # fails early on an unknown kind or bad options
+        now = utcnow()
+        stored = config.model_dump(mode="json", exclude={"id"})
+        with self.db.write() as session:
+            row = session.get(ConnectorRow, config.id)
+            if row is None:
+                row = ConnectorRow(
+                    id=config.id,
+                    kind=config.kind,
+                    config=stored,
+                    source=source,
+                    enabled=config.enabled,
+                    consecutive_failures=0,
+                    created_at=now,
+                    updated_at=now,
+                )
+                session.add(row)
+            else:
+                if row.source == "file" and source != "file":
+                    raise InvalidRequest(f"connector {config.id} is defined in the configuration file")
+                row.kind, row.config, row.enabled, row.updated_at = config.kind, stored, config.enabled, now
+            return _state(row)
+
+    def delete(self, connector_id: str) -> None:
+        with self.db.write() as session:
+            row = session.get(ConnectorRow, connector_id)
+            if row is None:
+                raise NotFound(f"no connector {connector_id}")
+            if row.source == "file":
+                raise InvalidRequest(f"connector {connector_id} is defined in the configuration file")
+            session.delete(row)
+
+    def states(self) -> list[ConnectorState]:
+        with self.db.read() as session:
+            return [_state(r) for r in session.scalars(select(ConnectorRow).order_by(ConnectorRow.id))]
+
+    def state(self, connector_id: str) -> ConnectorState:
+        with self.db.read() as session:
+            row = session.get(ConnectorRow, connector_id)
+            if row is None:
+                raise NotFound(f"no connector {connector_id}")
+            return _state(row)
+
+    def get(self, connector_id: str) -> Connector:
+        """The connector instance, built from its current stored configuration."""
+        state = self.state(connector_id)
+        stored = state.config.model_dump(mode="json")
+        with self._lock:
+            cached = self._instances.get(connector_id)
+            if cached is not None and cached[0] == stored:
+                return cached[1]
+            instance = build(state.config)
+            self._instances[connector_id] = (stored, instance)
+            return instance
+
+    def enabled_ids(self) -> list[str]:
+        return [s.config.id for s in self.states() if s.config.enabled]
+
+    # ---- circuit breaker ----------------------------------------------------------------------------
+
+    def record_success(self, connector_id: str) -> None:
+        with self.db.write() as session:
+            row = session.get(ConnectorRow, connector_id)
+            if row is not None and (row.consecutive_failures or row.paused_until):
+                row.consecutive_failures = 0
+                row.paused_until = None
+                row.pause_reason = None
+
+    def record_failure(self, connector_id: str, reason: str) -> bool:
+        """Count a failed push; pause the connector after `failure_threshold` in a row. True if paused now."""
+        with self.db.write() as session:
+            row = session.get(ConnectorRow, connector_id)
+            if row is None:
+                return False
+            row.consecutive_failures += 1
+            if row.consecutive_failures >= self.failure_threshold and row.paused_until is None:
+                row.paused_until = utcnow() + self.cool_down
+                row.pause_reason = f"{row.consecutive_failures} failures in a row; last: {reason[:500]}"
+                log.warning("connector paused", extra={"connector": connector_id, "reason": row.pause_reason})
+                return True
+        return False
+
+    def resume(self, connector_id: str) -> ConnectorState:
+        with self.db.write() as session:
+            row = session.get(ConnectorRow, connector_id)
+            if row is None:
+                raise NotFound(f"no connector {connector_id}")
+            row.paused_until, row.pause_reason, row.consecutive_failures = None, None, 0
+            return _state(row)
+
+    async def close(self) -> None:
+        with self._lock:
+            instances = [i for _, i in self._instances.values()]
+            self._instances.clear()
+        for instance in instances:
+            await instance.close()
+
+
+def _state(row: ConnectorRow) -> ConnectorState:
+    return ConnectorState(
+        config=ConnectorConfig.model_validate({"id": row.id, **row.config}),
+        source=row.source,
+        paused_until=row.paused_until,
+        pause_reason=row.pause_reason,
+        consecutive_failures=row.consecutive_failures,
+    )
