@@ -5,18 +5,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from datetime import timedelta
 
 import httpx
 from prometheus_client import CollectorRegistry
 
 from incident_hub.api.auth import ApiKeys
+from incident_hub.connectors.registry import ConnectorRegistry
 from incident_hub.incidents import IncidentService
 from incident_hub.metrics import OutboxCollector
 from incident_hub.settings import Settings
 from incident_hub.store import migrate
 from incident_hub.store.db import Database
+from incident_hub.sync.apply import Applier
 from incident_hub.sync.dispatcher import Dispatcher
+from incident_hub.sync.inbox import Inbox
 from incident_hub.sync.outbox import Outbox
+from incident_hub.sync.push import ConnectorTarget
 from incident_hub.sync.retry import RetryPolicy
 from incident_hub.sync.subscribers import SubscriberTarget, Subscriptions
 
@@ -46,6 +51,17 @@ class Hub:
             attempt_timeout=settings.delivery_timeout_seconds,
         )
         self.incidents = IncidentService(self.db, settings.sla_policy(), on_commit=self.dispatcher.wake)
+        self.connectors = ConnectorRegistry(
+            self.db,
+            failure_threshold=settings.connector_failure_threshold,
+            cool_down_seconds=settings.connector_cool_down_seconds,
+        )
+        self.dispatcher.targets["connector"] = ConnectorTarget(self.db, self.connectors, self.incidents)
+        self.inbox = Inbox(
+            self.db, self.connectors, Applier(self.incidents), timedelta(hours=settings.webhook_max_age_hours)
+        )
+        self._inbox_wakeup: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.subscriptions = Subscriptions(self.db)
         self.outbox = Outbox(self.db)
         self.metrics_registry = CollectorRegistry(auto_describe=False)
@@ -55,10 +71,24 @@ class Hub:
 
     def migrate(self) -> None:
         migrate.upgrade(self.db)
+        if self.settings.config is not None:
+            self.connectors.load_file(self.settings.config)
+
+    def inbox_received(self) -> None:
+        """A webhook was stored: process it now rather than at the next poll (safe from any thread)."""
+        if self._loop is not None and self._inbox_wakeup is not None:
+            self._loop.call_soon_threadsafe(self._inbox_wakeup.set)
 
     async def start(self) -> None:
         """Start the background workers (dispatcher, SLA watch) on the running loop."""
         self._stop = asyncio.Event()
+        self._loop = asyncio.get_running_loop()
+        self._inbox_wakeup = asyncio.Event()
+        self._tasks.append(
+            asyncio.create_task(
+                self.inbox.run(self._stop, self._inbox_wakeup, self.settings.inbox_poll_seconds), name="inbox"
+            )
+        )
         if self.settings.dispatch_enabled:
             self._tasks.append(asyncio.create_task(self.dispatcher.run(self._stop), name="dispatcher"))
         self._tasks.append(asyncio.create_task(self._watch_sla(), name="sla-watch"))
@@ -73,6 +103,7 @@ class Hub:
                 await task
         self._tasks.clear()
         await self.http.aclose()
+        await self.connectors.close()
         self.db.dispose()
 
     async def _watch_sla(self) -> None:

@@ -228,6 +228,14 @@ class IncidentService:
         with self.db.read() as session:
             return _to_model(_load(session, incident_id))
 
+    def wake(self) -> None:
+        """Tell the dispatcher that a transaction this service did not own queued deliveries."""
+        self._on_commit()
+
+    def get_in(self, session: Session, incident_id: str) -> Incident:
+        """The incident as seen inside an open transaction."""
+        return _to_model(_load(session, incident_id))
+
     def search(
         self,
         *,

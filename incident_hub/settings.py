@@ -64,6 +64,20 @@ class Settings(BaseSettings):
     delivery_backoff_max_seconds: float = 60.0
     delivery_retry_after_max_seconds: float = 300.0
 
+    config: Path | None = Field(
+        default=None, description="YAML file with the connectors (see docs/connectors.md)."
+    )
+    inbox_poll_seconds: float = Field(default=0.5, description="How often stored webhooks are looked for.")
+    webhook_max_age_hours: float = Field(
+        default=48.0, description="Webhooks whose vendor time is older are refused as stale replays."
+    )
+    connector_failure_threshold: int = Field(
+        default=5, description="Failed pushes in a row that pause a connector (circuit breaker)."
+    )
+    connector_cool_down_seconds: float = Field(
+        default=300.0, description="How long a paused connector waits before it is tried again."
+    )
+
     api_key_cache_seconds: float = Field(
         default=30.0, description="How long a verified API key is trusted before it is checked again."
     )

@@ -1,0 +1,222 @@
+"""Apply one vendor change to the canonical incident, in one transaction.
+
+Order of the checks, each naming the failure it prevents:
+1. link: find the incident through the external ref; a vendor object that carries our incident id is our
+   own create coming back, and is linked, never duplicated;
+2. stale: a change older than the last vendor timestamp seen for the object is dropped (webhooks and the
+   reconciler can deliver out of order; the later vendor timestamp wins, never a clock of ours);
+3. echo, by actor: a change made by the connector's own account is the echo of our write (this also
+   catches the intermediate workflow hops a vendor makes on its way to the status we asked for);
+4. echo, by value: vendor fields equal to what we last wrote are not news;
+5. translate with the mapping (lossy maps stay stable) and apply through the incident operations, which
+   bump the version, write the timeline and emit events — with deliveries to every connector but this one.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from incident_hub import events
+from incident_hub.clock import as_utc, utcnow
+from incident_hub.commands import IncidentDraft, IncidentPatch, NoteDraft, StatusChange
+from incident_hub.connectors.base import ChangeKind, ExternalChange
+from incident_hub.incidents import IncidentService
+from incident_hub.mapping.document import MappingDocument
+from incident_hub.mapping.translate import CanonicalPatch, to_canonical, to_vendor
+from incident_hub.model import IllegalTransition, Incident, Status, TimelineType
+from incident_hub.store.tables import ExternalRefRow, IncidentRow, TimelineRow, UnmappedValueRow
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What applying one change did: `applied`, `created`, `linked`, `echo`, `stale`, `unlinked`, `noop`."""
+
+    result: str
+    incident_id: str | None = None
+    detail: str | None = None
+
+
+class Applier:
+    def __init__(self, incidents: IncidentService) -> None:
+        self.incidents = incidents
+
+    def apply(self, session: Session, change: ExternalChange, mapping: MappingDocument) -> Outcome:
+        """Apply `change` inside `session` (the caller commits)."""
+        session.info[events.ORIGIN] = change.connector_id
+        try:
+            return self._apply(session, change, mapping)
+        finally:
+            session.info.pop(events.ORIGIN, None)
+
+    def _apply(self, session: Session, change: ExternalChange, mapping: MappingDocument) -> Outcome:
+        ref = session.scalar(
+            select(ExternalRefRow)
+            .where(
+                ExternalRefRow.connector_id == change.connector_id,
+                ExternalRefRow.external_id == change.external_id,
+            )
+            .with_for_update()
+        )
+        if ref is None:
+            return self._first_sight(session, change, mapping)
+        seen = ref.last_vendor_timestamp
+        if seen is not None and as_utc(change.vendor_timestamp) < seen:
+            return Outcome("stale", ref.incident_id, f"vendor time {change.vendor_timestamp} < {seen}")
+        ref.last_vendor_timestamp = as_utc(change.vendor_timestamp)
+        ref.external_key = change.external_key or ref.external_key
+        ref.url = change.url or ref.url
+        if change.actor_is_self:
+            return Outcome("echo", ref.incident_id, "made by the connector's own account")
+        news = {k: v for k, v in change.fields.items() if ref.written.get(k, _MISSING) != v}
+        incident = self.incidents.get_in(session, ref.incident_id)
+        patch = to_canonical(mapping, incident, news)
+        self._record_unmapped(session, change.connector_id, patch)
+        changed = self._apply_patch(session, incident, patch, change)
+        if change.note is not None:
+            changed = self._apply_note(session, incident.id, change) or changed
+        if not changed:
+            return Outcome("echo" if not news and change.note is None else "noop", ref.incident_id)
+        return Outcome("applied", ref.incident_id)
+
+    def _first_sight(self, session: Session, change: ExternalChange, mapping: MappingDocument) -> Outcome:
+        if change.hub_incident_id is not None:
+            row = session.get(IncidentRow, change.hub_incident_id)
+            if row is not None:
+                incident = self.incidents.get_in(session, row.id)
+                self._link(session, row.id, change, to_vendor(mapping, incident))
+                return Outcome("linked", row.id, "the object carries our incident id")
+        if change.actor_is_self or change.kind not in (ChangeKind.CREATED, ChangeKind.SNAPSHOT):
+            return Outcome("unlinked", None, f"{change.kind} for an object the hub does not know")
+        patch = to_canonical(mapping, None, change.fields)
+        self._record_unmapped(session, change.connector_id, patch)
+        title = str(patch.fields.get("title") or change.external_key or change.external_id)
+        draft = IncidentDraft(
+            title=title[:500],
+            description=_text(patch.fields.get("description")),
+            severity=patch.severity or IncidentDraft.model_fields["severity"].default,
+            source=change.connector_id,
+            author=change.actor,
+        )
+        created = self.incidents.create(draft, session=session).incident
+        incident = created
+        if patch.status is not None and patch.status is not Status.OPEN:
+            incident = self.incidents.change_status(
+                str(created.id), StatusChange(status=patch.status, author=change.actor), session=session
+            )
+        # Written = what the vendor has now: nothing to push back to it.
+        self._link(session, str(created.id), change, to_vendor(mapping, incident))
+        return Outcome("created", str(created.id))
+
+    def _link(
+        self, session: Session, incident_id: str, change: ExternalChange, written: dict[str, Any]
+    ) -> None:
+        session.add(
+            ExternalRefRow(
+                incident_id=incident_id,
+                connector_id=change.connector_id,
+                external_id=change.external_id,
+                external_key=change.external_key,
+                url=change.url,
+                written=written,
+                last_vendor_timestamp=as_utc(change.vendor_timestamp),
+            )
+        )
+        session.flush()
+
+    def _apply_patch(
+        self, session: Session, incident: Incident, patch: CanonicalPatch, change: ExternalChange
+    ) -> bool:
+        changed = False
+        incident_id = str(incident.id)
+        fields: dict[str, Any] = {k: v for k, v in patch.fields.items() if getattr(incident, k) != v}
+        if patch.severity is not None and patch.severity != incident.severity:
+            fields["severity"] = patch.severity
+        if fields:
+            self.incidents.patch(incident_id, IncidentPatch(**fields, author=change.actor), session=session)
+            changed = True
+        if patch.status is not None and patch.status != incident.status:
+            try:
+                self.incidents.change_status(
+                    incident_id,
+                    StatusChange(
+                        status=patch.status,
+                        author=change.actor,
+                        message=f"from {change.connector_id}",
+                        reopen=True,
+                    ),
+                    session=session,
+                )
+                changed = True
+            except IllegalTransition as error:
+                session.add(
+                    TimelineRow(
+                        incident_id=incident_id,
+                        type=TimelineType.SYNC,
+                        is_public=False,
+                        timestamp=utcnow(),
+                        author=change.actor,
+                        origin_connector=change.connector_id,
+                        message=f"{change.connector_id} asked for {patch.status}; not applied: {error}",
+                    )
+                )
+        return changed
+
+    def _apply_note(self, session: Session, incident_id: Any, change: ExternalChange) -> bool:
+        note = change.note
+        assert note is not None
+        known = session.scalar(
+            select(TimelineRow.id).where(
+                TimelineRow.incident_id == str(incident_id),
+                TimelineRow.origin_connector == change.connector_id,
+                TimelineRow.external_comment_id == note.external_comment_id,
+            )
+        )
+        if known is not None:
+            return False
+        self.incidents.add_note(
+            str(incident_id),
+            NoteDraft(message=note.body, author=note.author or change.actor, is_public=note.is_public),
+            session=session,
+            external_comment_id=note.external_comment_id,
+        )
+        return True
+
+    def _record_unmapped(self, session: Session, connector_id: str, patch: CanonicalPatch) -> None:
+        now = utcnow()
+        dialect = session.get_bind().dialect.name
+        insert = pg_insert if dialect == "postgresql" else sqlite_insert
+        for field, value in patch.unmapped:
+            log.warning(
+                "unmapped vendor value", extra={"connector": connector_id, "field": field, "value": value}
+            )
+            session.execute(
+                insert(UnmappedValueRow)
+                .values(
+                    connector_id=connector_id,
+                    field=field,
+                    value=value[:500],
+                    first_seen=now,
+                    last_seen=now,
+                    count=1,
+                )
+                .on_conflict_do_update(
+                    index_elements=["connector_id", "field", "value"],
+                    set_={"last_seen": now, "count": UnmappedValueRow.count + 1},
+                )
+            )
+
+
+_MISSING = object()
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)

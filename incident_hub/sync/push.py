@@ -1,0 +1,165 @@
+"""Pushing canonical changes to a vendor: the dispatcher's `connector` target.
+
+A delivery names an event and a connector. The push reads the incident as it is now and writes only the
+vendor fields that differ from what the ref says we last wrote — so a burst of changes collapses into
+one call, a no-op sends nothing, and a replay after a crash repeats nothing. A first push looks for an
+object already made for the incident (a create whose answer was lost) before creating one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from sqlalchemy import select
+
+from incident_hub.clock import as_utc, utcnow
+from incident_hub.connectors.base import Connector, ConnectorError, OutboundNote, PushResult
+from incident_hub.connectors.registry import ConnectorRegistry
+from incident_hub.errors import NotFound
+from incident_hub.incidents import IncidentService
+from incident_hub.mapping.document import default_for
+from incident_hub.mapping.translate import to_vendor
+from incident_hub.model import ExternalRef, Incident
+from incident_hub.store.db import Database
+from incident_hub.store.tables import ExternalRefRow
+from incident_hub.sync.dispatcher import ClaimedDelivery
+from incident_hub.sync.retry import DeliveryError, PermanentDeliveryError
+
+log = logging.getLogger(__name__)
+
+
+class ConnectorTarget:
+    def __init__(self, db: Database, registry: ConnectorRegistry, incidents: IncidentService) -> None:
+        self.db = db
+        self.registry = registry
+        self.incidents = incidents
+        self._gates: dict[str, asyncio.Semaphore] = {}
+
+    async def deliver(self, delivery: ClaimedDelivery) -> int | None:
+        try:
+            connector = await asyncio.to_thread(self.registry.get, delivery.target_id)
+        except (NotFound, ConnectorError) as error:
+            raise PermanentDeliveryError(f"connector {delivery.target_id}: {error}") from error
+        gate = self._gates.setdefault(connector.id, asyncio.Semaphore(connector.config.max_concurrency))
+        async with gate:
+            try:
+                result = await self._push(connector, delivery)
+            except DeliveryError as error:
+                if not isinstance(error, PermanentDeliveryError):
+                    await asyncio.to_thread(self.registry.record_failure, connector.id, str(error))
+                raise
+        await asyncio.to_thread(self.registry.record_success, connector.id)
+        return result
+
+    async def _push(self, connector: Connector, delivery: ClaimedDelivery) -> int | None:
+        incident_id = delivery.ordering_key
+        incident, ref = await asyncio.to_thread(self._load, incident_id, connector.id)
+        if ref is None and not connector.config.routing.admits(incident):
+            return None
+        if delivery.event_type == "incident_note_added":
+            return await self._push_note(connector, delivery, incident, ref)
+        desired = to_vendor(default_for(connector.kind), incident)
+        if ref is None:
+            await self._create(connector, incident, desired)
+            return 201
+        changed = {k: v for k, v in desired.items() if ref.written.get(k) != v}
+        if not changed:
+            return None
+        result = await connector.update(_model(ref), changed)
+        await asyncio.to_thread(self._store, incident, connector.id, result, {**ref.written, **changed})
+        return 200
+
+    async def _create(
+        self, connector: Connector, incident: Incident, desired: dict[str, Any]
+    ) -> ExternalRefRow:
+        found = await connector.find(incident)
+        result = found or await connector.create(incident, desired)
+        if found is not None:
+            # Made by an attempt whose answer was lost: bring it to the wanted state.
+            result = await connector.update(
+                ExternalRef(connector_id=connector.id, external_id=found.external_id), desired
+            )
+        return await asyncio.to_thread(self._store, incident, connector.id, result, desired)
+
+    async def _push_note(
+        self, connector: Connector, delivery: ClaimedDelivery, incident: Incident, ref: ExternalRefRow | None
+    ) -> int | None:
+        body = delivery.payload["incident_note_added"]["note"]
+        if body.get("origin_connector") == connector.id:
+            return None
+        if ref is None:
+            ref = await self._create(connector, incident, to_vendor(default_for(connector.kind), incident))
+        origin = body.get("origin_connector") or "incident-hub"
+        author = body.get("author") or "someone"
+        note = OutboundNote(
+            body=f"[{origin}] {author}: {body['message']}",
+            author=body.get("author"),
+            is_public=bool(body.get("is_public", True)),
+            origin=origin,
+        )
+        await connector.add_note(_model(ref), note)
+        return 201
+
+    def _load(self, incident_id: str, connector_id: str) -> tuple[Incident, ExternalRefRow | None]:
+        with self.db.read() as session:
+            incident = self.incidents.get_in(session, incident_id)
+            ref = session.scalar(
+                select(ExternalRefRow).where(
+                    ExternalRefRow.incident_id == incident_id, ExternalRefRow.connector_id == connector_id
+                )
+            )
+            if ref is not None:
+                session.expunge(ref)
+            return incident, ref
+
+    def _store(
+        self, incident: Incident, connector_id: str, result: PushResult, written: dict[str, Any]
+    ) -> ExternalRefRow:
+        with self.db.write() as session:
+            ref = session.scalar(
+                select(ExternalRefRow).where(
+                    ExternalRefRow.incident_id == str(incident.id),
+                    ExternalRefRow.connector_id == connector_id,
+                )
+            )
+            if ref is None:
+                ref = ExternalRefRow(
+                    incident_id=str(incident.id),
+                    connector_id=connector_id,
+                    external_id=result.external_id,
+                    written={},
+                )
+                session.add(ref)
+            ref.external_id = result.external_id
+            ref.external_key = result.external_key or ref.external_key
+            ref.url = result.url or ref.url
+            ref.written = dict(written)
+            ref.last_synced_version = incident.version
+            if result.vendor_timestamp is not None:
+                ref.last_vendor_timestamp = as_utc(result.vendor_timestamp)
+            session.flush()
+            session.expunge(ref)
+        log.info(
+            "pushed",
+            extra={
+                "incident_id": str(incident.id),
+                "connector": connector_id,
+                "external_id": result.external_id,
+                "at": utcnow().isoformat(),
+            },
+        )
+        return ref
+
+
+def _model(row: ExternalRefRow) -> ExternalRef:
+    return ExternalRef(
+        connector_id=row.connector_id,
+        external_id=row.external_id,
+        external_key=row.external_key,
+        url=row.url,
+        last_synced_version=row.last_synced_version,
+        last_vendor_timestamp=row.last_vendor_timestamp,
+        fingerprint=row.fingerprint,
+    )
