@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
+from incident_hub.mapping.document import MappingDocument, default_for
 from incident_hub.model import ExternalRef, Incident, Severity
 
 
@@ -217,6 +218,10 @@ class Connector(ABC):
     @abstractmethod
     async def health(self) -> Health:
         """Call the vendor with the configured credentials."""
+
+    def mapping(self) -> MappingDocument:
+        """The mapping this connector translates with (the vendor's shipped default unless overridden)."""
+        return default_for(self.kind)
 
     async def close(self) -> None:
         """Release clients."""

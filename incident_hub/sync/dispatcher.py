@@ -26,7 +26,13 @@ from incident_hub.logs import log_context
 from incident_hub.metrics import DELIVERY_ATTEMPTS, DELIVERY_OUTCOMES
 from incident_hub.store.db import Database
 from incident_hub.store.tables import ConnectorRow, DeliveryAttemptRow, DeliveryRow, EventRow
-from incident_hub.sync.retry import DeliveryError, PermanentDeliveryError, RetryableDeliveryError, RetryPolicy
+from incident_hub.sync.retry import (
+    DeliveryError,
+    HeldDelivery,
+    PermanentDeliveryError,
+    RetryableDeliveryError,
+    RetryPolicy,
+)
 
 log = logging.getLogger(__name__)
 
@@ -217,7 +223,9 @@ class Dispatcher:
         status_code: int | None,
         error: str | None,
         final_state: str | None,
+        counts: bool = True,
     ) -> None:
+        """Log one attempt; `counts=False` (a held delivery) spends none of the budget and frees the claim."""
         now = utcnow()
         with self.db.write() as session:
             made = (
@@ -234,10 +242,12 @@ class Dispatcher:
                 )
             )
             values: dict[str, Any] = {
-                "attempts": DeliveryRow.attempts + 1,
+                "attempts": DeliveryRow.attempts + (1 if counts else 0),
                 "last_status_code": status_code,
                 "last_error": error,
             }
+            if not counts:
+                values |= {"lease_until": None, "leased_by": None}
             if final_state is not None:
                 values |= {"state": final_state, "lease_until": None, "leased_by": None}
                 if final_state == DELIVERED:
@@ -302,6 +312,9 @@ class Dispatcher:
                         error = RetryableDeliveryError(f"no answer within {self.attempt_timeout}s")
                         await self._failed(delivery, started, error, attempt_number)
                         raise error from None
+                    except HeldDelivery as error:
+                        await self._held(delivery, started, error)
+                        return
                     except DeliveryError as error:
                         await self._failed(delivery, started, error, attempt_number)
                         raise
@@ -313,6 +326,12 @@ class Dispatcher:
                     log.info("delivered", extra={"attempt": attempt_number, "status_code": status})
         except DeliveryError as error:
             log.warning("delivery dead", extra={"attempt": attempt_number, "error": str(error)[:300]})
+
+    async def _held(self, delivery: ClaimedDelivery, started: float, error: DeliveryError) -> None:
+        await asyncio.to_thread(
+            self._record_attempt, delivery.id, started, error.status_code, str(error)[:2000], None, False
+        )
+        log.info("delivery held: target paused", extra={"error": str(error)[:300]})
 
     async def _failed(
         self, delivery: ClaimedDelivery, started: float, error: DeliveryError, attempt: int

@@ -23,7 +23,6 @@ from incident_hub.connectors.base import ConnectorError, WebhookRejected
 from incident_hub.connectors.registry import ConnectorRegistry
 from incident_hub.errors import NotFound
 from incident_hub.logs import log_context
-from incident_hub.mapping.document import default_for
 from incident_hub.store.db import Database
 from incident_hub.store.tables import InboxRow, WebhookRejectionRow
 from incident_hub.sync.apply import Applier
@@ -159,7 +158,7 @@ class Inbox:
             try:
                 connector = self.registry.get(connector_id)
                 changes = connector.parse_webhook(headers, body)
-                mapping = default_for(connector.kind)
+                mapping = connector.mapping()
                 with self.db.write() as session:
                     outcomes = [self.applier.apply(session, change, mapping) for change in changes]
                     row = session.get(InboxRow, inbox_id)

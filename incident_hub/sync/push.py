@@ -19,13 +19,12 @@ from incident_hub.connectors.base import Connector, ConnectorError, OutboundNote
 from incident_hub.connectors.registry import ConnectorRegistry
 from incident_hub.errors import NotFound
 from incident_hub.incidents import IncidentService
-from incident_hub.mapping.document import default_for
 from incident_hub.mapping.translate import to_vendor
 from incident_hub.model import ExternalRef, Incident
 from incident_hub.store.db import Database
 from incident_hub.store.tables import ExternalRefRow
 from incident_hub.sync.dispatcher import ClaimedDelivery
-from incident_hub.sync.retry import DeliveryError, PermanentDeliveryError
+from incident_hub.sync.retry import DeliveryError, HeldDelivery, PermanentDeliveryError
 
 log = logging.getLogger(__name__)
 
@@ -42,13 +41,18 @@ class ConnectorTarget:
             connector = await asyncio.to_thread(self.registry.get, delivery.target_id)
         except (NotFound, ConnectorError) as error:
             raise PermanentDeliveryError(f"connector {delivery.target_id}: {error}") from error
+        state = await asyncio.to_thread(self.registry.state, connector.id)
+        if state.paused(utcnow()):
+            raise HeldDelivery(f"connector {connector.id} is paused: {state.pause_reason}")
         gate = self._gates.setdefault(connector.id, asyncio.Semaphore(connector.config.max_concurrency))
         async with gate:
             try:
                 result = await self._push(connector, delivery)
             except DeliveryError as error:
                 if not isinstance(error, PermanentDeliveryError):
-                    await asyncio.to_thread(self.registry.record_failure, connector.id, str(error))
+                    paused = await asyncio.to_thread(self.registry.record_failure, connector.id, str(error))
+                    if paused:
+                        raise HeldDelivery(f"connector {connector.id} paused after: {error}") from error
                 raise
         await asyncio.to_thread(self.registry.record_success, connector.id)
         return result
@@ -60,7 +64,7 @@ class ConnectorTarget:
             return None
         if delivery.event_type == "incident_note_added":
             return await self._push_note(connector, delivery, incident, ref)
-        desired = to_vendor(default_for(connector.kind), incident)
+        desired = to_vendor(connector.mapping(), incident)
         if ref is None:
             await self._create(connector, incident, desired)
             return 201
@@ -90,7 +94,7 @@ class ConnectorTarget:
         if body.get("origin_connector") == connector.id:
             return None
         if ref is None:
-            ref = await self._create(connector, incident, to_vendor(default_for(connector.kind), incident))
+            ref = await self._create(connector, incident, to_vendor(connector.mapping(), incident))
         origin = body.get("origin_connector") or "incident-hub"
         author = body.get("author") or "someone"
         note = OutboundNote(

@@ -37,6 +37,10 @@ class RetryableDeliveryError(DeliveryError):
         self.retry_after = retry_after
 
 
+class HeldDelivery(DeliveryError):
+    """The target is paused (circuit breaker): stop trying, keep the delivery pending, in its place."""
+
+
 class PermanentDeliveryError(DeliveryError):
     """Will fail the same way every time until something is fixed: goes straight to the dead letters."""
 
