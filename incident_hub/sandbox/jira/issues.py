@@ -259,7 +259,9 @@ def _parse(
     return parsed, comments
 
 
-def _parse_value(state: JiraState, name: str, value: Any, parsed: dict[str, Any], errors: dict[str, str]) -> None:
+def _parse_value(
+    state: JiraState, name: str, value: Any, parsed: dict[str, Any], errors: dict[str, str]
+) -> None:
     custom = state.custom_fields.get(name)
     if name == "summary":
         if not isinstance(value, str):
@@ -276,7 +278,11 @@ def _parse_value(state: JiraState, name: str, value: Any, parsed: dict[str, Any]
     elif name == "priority":
         wanted = value if isinstance(value, dict) else {}
         found = next(
-            (p for p in state.priorities.values() if wanted.get("id") == p.id or wanted.get("name") == p.name),
+            (
+                p
+                for p in state.priorities.values()
+                if wanted.get("id") == p.id or wanted.get("name") == p.name
+            ),
             None,
         )
         if found is None:
@@ -360,4 +366,3 @@ def _record(state: JiraState, issue: Issue, actor: User, items: list[ChangeItem]
     history = History(str(next(state.history_ids)), actor, now, ordered)
     issue.histories.append(history)
     return history
-

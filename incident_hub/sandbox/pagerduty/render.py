@@ -48,7 +48,9 @@ def incident_json(state: PagerDutyState, incident: Incident, links: Links) -> di
         # `resolved_at` and `priority` are null when unset, as in the spec's own examples.
         "resolved_at": iso(incident.resolved_at) if incident.resolved_at else None,
         "first_trigger_log_entry": {
-            **links.ref("log_entry", incident.first_trigger_log_entry_id, "Triggered", collection="log_entries"),
+            **links.ref(
+                "log_entry", incident.first_trigger_log_entry_id, "Triggered", collection="log_entries"
+            ),
             "type": "trigger_log_entry_reference",
         },
         "alert_counts": {"all": 0, "triggered": 0, "resolved": 0},
@@ -58,7 +60,8 @@ def incident_json(state: PagerDutyState, incident: Incident, links: Links) -> di
         "teams": [],
         "pending_actions": [],
         "acknowledgements": [
-            {"at": iso(at), "acknowledger": actor_ref(account, who, links)} for who, at in incident.acknowledgements
+            {"at": iso(at), "acknowledger": actor_ref(account, who, links)}
+            for who, at in incident.acknowledgements
         ],
         "priority": priority.ref(links) if priority else None,
         "resolve_reason": None,

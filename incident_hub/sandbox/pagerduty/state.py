@@ -144,7 +144,9 @@ class PagerDutyState(SandboxState):
                 (
                     i
                     for i in self.incidents.values()
-                    if i.service_id == service_id and i.incident_key == incident_key and i.status != "resolved"
+                    if i.service_id == service_id
+                    and i.incident_key == incident_key
+                    and i.status != "resolved"
                 ),
                 None,
             )
@@ -167,7 +169,9 @@ class PagerDutyState(SandboxState):
         assignees: tuple[str, ...] = (),
     ) -> str:
         at = datetime.now(UTC)
-        entry = LogEntry(self._new_id("R", 14), kind, incident.id, at, agent, channel, summary, note, assignees)
+        entry = LogEntry(
+            self._new_id("R", 14), kind, incident.id, at, agent, channel, summary, note, assignees
+        )
         self.log.append(entry)
         return entry.id
 
@@ -250,7 +254,9 @@ class PagerDutyState(SandboxState):
                 return []  # acknowledging again changes nothing the hub can see
             now = self._status(incident, "acknowledged", actor)
             incident.acknowledgements.append((actor, now))
-            self._record(incident, "acknowledge_log_entry", actor, channel, f"Acknowledged by {self._name(actor)}")
+            self._record(
+                incident, "acknowledge_log_entry", actor, channel, f"Acknowledged by {self._name(actor)}"
+            )
             return [Occurrence("incident.acknowledged", now, actor, copy.deepcopy(incident))]
 
     def unacknowledge(self, incident_id: str, actor: Actor, channel: str) -> list[Occurrence]:
@@ -276,7 +282,12 @@ class PagerDutyState(SandboxState):
             incident.assignments.clear()
             incident.acknowledgements.clear()
             self._record(
-                incident, "resolve_log_entry", actor, channel, f"Resolved by {self._name(actor)}", note=resolution
+                incident,
+                "resolve_log_entry",
+                actor,
+                channel,
+                f"Resolved by {self._name(actor)}",
+                note=resolution,
             )
             return [Occurrence("incident.resolved", now, actor, copy.deepcopy(incident))]
 
@@ -308,7 +319,14 @@ class PagerDutyState(SandboxState):
             incident.assignments = [(user_id, now) for user_id in user_ids]
             self._retrigger(incident, actor, now)
             names = ", ".join(self.account.users[u].name for u in user_ids)
-            self._record(incident, "assign_log_entry", actor, channel, f"Assigned to {names}", assignees=tuple(user_ids))
+            self._record(
+                incident,
+                "assign_log_entry",
+                actor,
+                channel,
+                f"Assigned to {names}",
+                assignees=tuple(user_ids),
+            )
             return [Occurrence("incident.reassigned", now, actor, copy.deepcopy(incident))]
 
     def escalate(self, incident_id: str, actor: Actor, channel: str, level: int) -> list[Occurrence]:
@@ -363,7 +381,9 @@ class PagerDutyState(SandboxState):
             if incident.urgency != urgency:
                 incident.urgency = urgency
                 incident.updated_at = datetime.now(UTC)
-                self._record(incident, "urgency_change_log_entry", actor, channel, f"Urgency changed to {urgency}")
+                self._record(
+                    incident, "urgency_change_log_entry", actor, channel, f"Urgency changed to {urgency}"
+                )
             # V3 webhooks have no event type for urgency (or title) changes (webhooks overview, event types).
             return []
 
@@ -375,13 +395,17 @@ class PagerDutyState(SandboxState):
                 incident.updated_at = datetime.now(UTC)
             return []
 
-    def add_note(self, incident_id: str, actor: Actor, channel: str, content: str) -> tuple[Note, list[Occurrence]]:
+    def add_note(
+        self, incident_id: str, actor: Actor, channel: str, content: str
+    ) -> tuple[Note, list[Occurrence]]:
         with self.lock:
             incident = self.incident(incident_id)
             note = Note(self._new_id(), actor.id, content, datetime.now(UTC))
             incident.notes.append(note)
             self._record(incident, "annotate_log_entry", actor, channel, "Note added", note=content)
-            return note, [Occurrence("incident.annotated", note.created_at, actor, copy.deepcopy(incident), note=note)]
+            return note, [
+                Occurrence("incident.annotated", note.created_at, actor, copy.deepcopy(incident), note=note)
+            ]
 
     def add_responder(self, incident_id: str, actor: Actor, user_id: str, message: str) -> list[Occurrence]:
         with self.lock:
@@ -390,7 +414,11 @@ class PagerDutyState(SandboxState):
             incident.responders.append(responder)
             return [
                 Occurrence(
-                    "incident.responder.added", responder.requested_at, actor, copy.deepcopy(incident), responder=responder
+                    "incident.responder.added",
+                    responder.requested_at,
+                    actor,
+                    copy.deepcopy(incident),
+                    responder=responder,
                 )
             ]
 
