@@ -63,17 +63,21 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
 
 def raise_for_response(response: httpx.Response) -> None:
     """Turn a non-2xx response into the typed error the retry policy understands."""
-    if response.is_success:
+    raise_for_status(response.status_code, response.text, response.headers.get, response.request.url.host)
+
+
+def raise_for_status(
+    status: int, text: str, header: Callable[[str], str | None], host: str = "vendor"
+) -> None:
+    """The same for any client library's response: its status, body text and a header getter."""
+    if 200 <= status < 300:
         return
-    text = response.text[:500]
-    message = f"HTTP {response.status_code} from {response.request.url.host}: {text}"
-    if response.status_code in RETRYABLE_STATUS:
+    message = f"HTTP {status} from {host}: {text[:500]}"
+    if status in RETRYABLE_STATUS:
         raise RetryableDeliveryError(
-            message,
-            status_code=response.status_code,
-            retry_after=parse_retry_after(response.headers.get("retry-after")),
+            message, status_code=status, retry_after=parse_retry_after(header("retry-after"))
         )
-    raise PermanentDeliveryError(message, status_code=response.status_code)
+    raise PermanentDeliveryError(message, status_code=status)
 
 
 def classify_transport_error(error: httpx.HTTPError) -> RetryableDeliveryError:

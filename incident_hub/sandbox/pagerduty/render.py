@@ -11,7 +11,8 @@ import string
 from typing import Any
 
 from incident_hub.sandbox.pagerduty.account import Account, Links, iso, iso_ms
-from incident_hub.sandbox.pagerduty.state import Actor, Incident, LogEntry, Note, Occurrence, PagerDutyState
+from incident_hub.sandbox.pagerduty.model import Actor, Incident, LogEntry, Note, Occurrence
+from incident_hub.sandbox.pagerduty.state import PagerDutyState
 
 _ULID_ALPHABET = string.ascii_uppercase + string.digits
 

@@ -2,120 +2,34 @@
 
 Every change returns the `Occurrence`s it causes, each carrying a snapshot of the incident, so the caller
 renders and sends the V3 webhooks after the change (outside the lock, in the order they happened).
-Operations refuse what PagerDuty refuses by raising `PagerDutyError` with PagerDuty's error code
-(REST API "Errors" page, developer-docs `docs/REST-API/14-Errors.md`).
+Changes PagerDuty refuses raise `PagerDutyError`.
 """
 
 from __future__ import annotations
 
 import copy
+import secrets
 import string
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Literal
 
 from incident_hub.sandbox.common import SandboxState
 from incident_hub.sandbox.pagerduty.account import Account, seeded_account
+from incident_hub.sandbox.pagerduty.model import (
+    Actor,
+    Incident,
+    LogEntry,
+    Note,
+    Occurrence,
+    PagerDutyError,
+    Responder,
+    Status,
+    invalid,
+    not_found,
+)
 
-Status = Literal["triggered", "acknowledged", "resolved"]
 _ALNUM = string.ascii_uppercase + string.digits
-
-
-class PagerDutyError(Exception):
-    """A request PagerDuty answers with an error body `{"error": {"message", "code", "errors"}}`."""
-
-    def __init__(self, status: int, message: str, code: int, errors: list[str] | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.code = code
-        self.errors = errors or []
-
-
-def not_found(what: str) -> PagerDutyError:
-    return PagerDutyError(404, "Not Found", 2100, [f"{what} Not Found"])
-
-
-def invalid(*errors: str) -> PagerDutyError:
-    return PagerDutyError(400, "Invalid Input Provided", 2001, list(errors))
-
-
-@dataclass(frozen=True)
-class Actor:
-    """Who made a change: a user (API `From` header, or a person in the UI) or a service's integration."""
-
-    kind: Literal["user", "service"]
-    id: str
-
-
-@dataclass(frozen=True)
-class Note:
-    id: str
-    user_id: str
-    content: str
-    created_at: datetime
-
-
-@dataclass(frozen=True)
-class Responder:
-    user_id: str
-    requester_id: str
-    message: str
-    requested_at: datetime
-    state: str = "pending"
-
-
-@dataclass
-class Incident:
-    id: str
-    number: int
-    title: str
-    service_id: str
-    policy_id: str
-    incident_key: str
-    urgency: str
-    created_at: datetime
-    last_status_change_by: Actor
-    first_trigger_log_entry_id: str
-    status: Status = "triggered"
-    priority_id: str | None = None
-    details: str | None = None
-    escalation_level: int = 1
-    assigned_via: str = "escalation_policy"
-    assignments: list[tuple[str, datetime]] = field(default_factory=list)
-    acknowledgements: list[tuple[Actor, datetime]] = field(default_factory=list)
-    notes: list[Note] = field(default_factory=list)
-    responders: list[Responder] = field(default_factory=list)
-    resolved_at: datetime | None = None
-    reopened_at: datetime | None = None
-    updated_at: datetime = field(default_factory=lambda: datetime.now(UTC))
-    last_status_change_at: datetime = field(default_factory=lambda: datetime.now(UTC))
-
-
-@dataclass(frozen=True)
-class LogEntry:
-    id: str
-    type: str
-    incident_id: str
-    created_at: datetime
-    agent: Actor
-    channel: str
-    summary: str
-    note: str | None = None
-    assignees: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class Occurrence:
-    """One V3 webhook event to send: what happened, who did it, and the incident right after."""
-
-    event_type: str
-    at: datetime
-    agent: Actor
-    incident: Incident
-    note: Note | None = None
-    responder: Responder | None = None
 
 
 @dataclass
@@ -152,8 +66,9 @@ class PagerDutyState(SandboxState):
             )
 
     def _new_id(self, prefix: str = "P", length: int = 7) -> str:
+        # Not the knobs' seeded random: a restarted sandbox must not reuse ids a hub database still holds.
         while True:
-            candidate = prefix + "".join(self.random.choices(_ALNUM, k=length - len(prefix)))
+            candidate = prefix + "".join(secrets.choice(_ALNUM) for _ in range(length - len(prefix)))
             if candidate not in self.incidents:
                 return candidate
 
@@ -307,6 +222,7 @@ class PagerDutyState(SandboxState):
             self._assign_level(incident, 1, now)
             happened = [Occurrence("incident.reopened", now, actor, copy.deepcopy(incident))]
             if status == "acknowledged":
+                incident.assigned_via = "direct_assignment"
                 incident.assignments = [(actor.id, now)]
                 happened += self.acknowledge(incident.id, actor, channel)
             return happened

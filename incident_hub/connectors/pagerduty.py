@@ -1,0 +1,369 @@
+"""PagerDuty: REST API v2 through PagerDuty's own client (`pagerduty.RestApiV2Client`), V3 webhooks in.
+
+Vendor quirks, each from PagerDuty's docs:
+- The client retries by itself (429 forever, 5xx, network errors). Those loops are turned off
+  (`retry`, `max_http_attempts`, `max_network_attempts`) so `sync/retry.py` is the only retry layer.
+- The client is synchronous (httpx2): calls run in a worker thread, never on the event loop.
+- The client accepts only `https://` base URLs; a private CA is given as `ca_bundle`.
+- The REST API cannot move an incident back to `triggered` or reopen a resolved one
+  (`PUT /incidents/{id}` takes `acknowledged` or `resolved`): such canonical moves are not written to
+  PagerDuty; the next acknowledge/resolve is.
+- V3 webhook signatures: `X-PagerDuty-Signature: v1=<hex HMAC-SHA256>`, several during secret rotation
+  (webhooks "Verifying Signatures"); `event.id` identifies a delivery across retries.
+- Webhook agents are user references without email: the hub's own user is recognised by id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import ssl
+import threading
+from collections.abc import AsyncIterator, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx2
+import pagerduty
+from pydantic import BaseModel, Field
+
+from incident_hub.connectors.base import (
+    ChangeKind,
+    Connector,
+    ConnectorConfig,
+    ExternalChange,
+    ExternalNote,
+    Health,
+    OutboundNote,
+    PushResult,
+    WebhookParseError,
+    WebhookRejected,
+)
+from incident_hub.mapping.document import MappingDocument, default_for
+from incident_hub.model import ExternalRef, Incident
+from incident_hub.signing import signature_matches
+from incident_hub.sync.retry import PermanentDeliveryError, RetryableDeliveryError, raise_for_status
+
+SIGNATURE_HEADER = "x-pagerduty-signature"
+KEY_PREFIX = "incident-hub/"
+_RETRY_STATUSES = (408, 425, 429, 500, 502, 503, 504)
+
+
+class PagerDutyOptions(BaseModel):
+    from_email: str = Field(description="Email of the PagerDuty user the hub acts as (the `From` header).")
+    service_id: str = Field(description="Service new incidents are opened on.")
+    hub_user_id: str | None = Field(
+        default=None, description="That user's id; looked up from `from_email` when not given."
+    )
+    escalation_policies: dict[str, str] = Field(
+        default_factory=dict, description="Canonical team -> escalation policy id (reassignment both ways)."
+    )
+
+
+class PagerDutyConnector(Connector):
+    kind = "pagerduty"
+    Options = PagerDutyOptions
+    options: PagerDutyOptions
+
+    def __init__(self, config: ConnectorConfig) -> None:
+        super().__init__(config)
+        self._client: pagerduty.RestApiV2Client | None = None
+        self._lock = threading.Lock()
+        self._priority_ids: dict[str, str] = {}
+        self._user_ids: dict[str, str] = {}
+
+    def mapping(self) -> MappingDocument:
+        base = default_for(self.kind)
+        if not self.options.escalation_policies:
+            return base
+        fields = {**base.fields, "assigned_team": "escalation_policy"}
+        return base.model_copy(update={"fields": fields})
+
+    # ---- client ---------------------------------------------------------------------------------------
+
+    def client(self) -> pagerduty.RestApiV2Client:
+        with self._lock:
+            if self._client is None:
+                token = self.config.credentials.read() if self.config.credentials else None
+                if token is None:
+                    raise PermanentDeliveryError(f"connector {self.id}: no credentials configured")
+                verify: ssl.SSLContext | bool = True
+                if self.config.ca_bundle is not None:
+                    verify = ssl.create_default_context()
+                    verify.load_verify_locations(cafile=str(self.config.ca_bundle))
+                client = pagerduty.RestApiV2Client(
+                    token.get_secret_value(),
+                    default_from=self.options.from_email,
+                    base_url=self.config.base_url.rstrip("/"),
+                    verify=verify,
+                )
+                client.timeout = max(1, int(self.config.timeout_seconds))
+                # One attempt per call: every retry status returns at once, network errors raise at once.
+                client.retry = dict.fromkeys(_RETRY_STATUSES, 1)
+                client.max_http_attempts = -1
+                client.max_network_attempts = 0
+                self._client = client
+            return self._client
+
+    def _call(self, method: str, path: str, **kw: Any) -> Any:
+        try:
+            response = self.client().request(method, path, **kw)
+        except pagerduty.HttpError as error:
+            failed = error.response
+            if failed is not None:
+                raise_for_status(failed.status_code, failed.text, failed.headers.get, "PagerDuty")
+            raise PermanentDeliveryError(f"PagerDuty: {error}") from error
+        except pagerduty.Error as error:
+            raise RetryableDeliveryError(f"PagerDuty unreachable: {error}") from error
+        raise_for_status(response.status_code, response.text, response.headers.get, "PagerDuty")
+        return response.json() if response.content else None
+
+    async def _acall(self, method: str, path: str, **kw: Any) -> Any:
+        return await asyncio.to_thread(self._call, method, path, **kw)
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await asyncio.to_thread(self._client.close)
+
+    def _hub_user_id(self) -> str | None:
+        if self.options.hub_user_id:
+            return self.options.hub_user_id
+        return self._user_id(self.options.from_email)
+
+    def _user_id(self, email: str) -> str | None:
+        if email not in self._user_ids:
+            users = self._call("GET", "/users", params={"query": email}).get("users", [])
+            match = next((u["id"] for u in users if u.get("email", "").lower() == email.lower()), None)
+            if match is None:
+                return None
+            self._user_ids[email] = match
+        return self._user_ids[email]
+
+    def _priority_id(self, name: str) -> str | None:
+        if not self._priority_ids:
+            priorities = self._call("GET", "/priorities").get("priorities", [])
+            self._priority_ids = {p["name"]: p["id"] for p in priorities}
+        return self._priority_ids.get(name)
+
+    # ---- inbound --------------------------------------------------------------------------------------
+
+    def verify_webhook(self, headers: Mapping[str, str], body: bytes) -> None:
+        if self.config.webhook_secret is None:
+            raise WebhookRejected(
+                "no webhook secret configured for this connector; PagerDuty webhooks are signed"
+            )
+        presented = headers.get(SIGNATURE_HEADER)
+        if not presented:
+            raise WebhookRejected("missing X-PagerDuty-Signature")
+        secret = self.config.webhook_secret.read().get_secret_value()
+        signatures = [
+            p.strip().removeprefix("v1=") for p in presented.split(",") if p.strip().startswith("v1=")
+        ]
+        if not any(signature_matches(secret, body, s) for s in signatures):
+            raise WebhookRejected("X-PagerDuty-Signature does not match the body")
+
+    def webhook_event_id(self, headers: Mapping[str, str], body: bytes) -> str | None:
+        try:
+            event_id = json.loads(body)["event"]["id"]
+        except (ValueError, KeyError, TypeError):
+            return headers.get("x-webhook-id")
+        return str(event_id)
+
+    def parse_webhook(self, headers: Mapping[str, str], body: bytes) -> list[ExternalChange]:
+        try:
+            event = json.loads(body)["event"]
+            event_type = str(event["event_type"])
+            occurred = _time(event["occurred_at"])
+            data = event["data"]
+            agent = event.get("agent") or {}
+            if not isinstance(agent, dict):
+                raise TypeError("event.agent is not an object")
+        except (ValueError, KeyError, TypeError, AttributeError) as error:
+            raise WebhookParseError(f"not a PagerDuty V3 webhook: {type(error).__name__}: {error}") from None
+        if not isinstance(data, dict) or event.get("resource_type") != "incident":
+            return []
+        try:
+            actor_id = agent.get("id") if isinstance(agent, dict) else None
+            is_self = actor_id is not None and actor_id == self._hub_user_id()
+        except (RetryableDeliveryError, PermanentDeliveryError):
+            is_self = False
+        common: dict[str, Any] = {
+            "connector_id": self.id,
+            "vendor_timestamp": occurred,
+            "actor": agent.get("summary") if agent else None,
+            "actor_is_self": is_self,
+            "event_id": str(event.get("id")),
+            "raw": event,
+        }
+        try:
+            if data.get("type") == "incident_note":
+                incident = data["incident"]
+                return [
+                    ExternalChange(
+                        **common,
+                        external_id=incident["id"],
+                        url=incident.get("html_url"),
+                        kind=ChangeKind.NOTE,
+                        note=ExternalNote(
+                            external_comment_id=str(data["id"]),
+                            body=str(data["content"]),
+                            author=common["actor"],
+                        ),
+                    )
+                ]
+            if data.get("type") != "incident":
+                return []
+            kind = ChangeKind.CREATED if event_type == "incident.triggered" else ChangeKind.UPDATED
+            return [self._incident_change(data, kind, common)]
+        except (KeyError, TypeError, AttributeError, ValueError) as error:
+            # ValueError includes pydantic's ValidationError: a field of the wrong type.
+            raise WebhookParseError(f"PagerDuty {event_type}: {type(error).__name__}: {error}") from None
+
+    def _incident_change(
+        self, data: dict[str, Any], kind: ChangeKind, common: dict[str, Any]
+    ) -> ExternalChange:
+        fields: dict[str, Any] = {"status": data["status"], "title": data.get("title")}
+        if data.get("urgency"):
+            fields["urgency"] = data["urgency"]
+        priority = data.get("priority")
+        if isinstance(priority, dict) and priority.get("summary"):
+            fields["priority"] = priority["summary"]
+        policy = data.get("escalation_policy")
+        if isinstance(policy, dict) and self.options.escalation_policies:
+            fields["escalation_policy"] = policy.get("id")
+        if "body" in data and isinstance(data["body"], dict) and data["body"].get("details"):
+            fields["description"] = data["body"]["details"]
+        key = data.get("incident_key") or ""
+        return ExternalChange(
+            **common,
+            external_id=data["id"],
+            external_key=str(data.get("number") or data["id"]),
+            url=data.get("html_url"),
+            kind=kind,
+            fields=fields,
+            hub_incident_id=key.removeprefix(KEY_PREFIX) if key.startswith(KEY_PREFIX) else None,
+        )
+
+    # ---- outbound -------------------------------------------------------------------------------------
+
+    def _body(self, fields: dict[str, Any], *, creating: bool) -> dict[str, Any]:
+        body: dict[str, Any] = {"type": "incident" if creating else "incident_reference"}
+        if fields.get("title"):
+            body["title"] = fields["title"]
+        if "urgency" in fields:
+            body["urgency"] = fields["urgency"]
+        if "priority" in fields:
+            priority_id = self._priority_id(str(fields["priority"]))
+            body["priority"] = {"id": priority_id, "type": "priority_reference"} if priority_id else None
+        if fields.get("escalation_policy"):
+            policy = self.options.escalation_policies.get(str(fields["escalation_policy"]))
+            if policy:
+                body["escalation_policy"] = {"id": policy, "type": "escalation_policy_reference"}
+        # PagerDuty's API moves incidents only forward: to acknowledged or resolved.
+        if not creating and fields.get("status") in ("acknowledged", "resolved"):
+            body["status"] = fields["status"]
+        return body
+
+    async def find(self, incident: Incident) -> PushResult | None:
+        found = await self._acall(
+            "GET", "/incidents", params={"incident_key": KEY_PREFIX + str(incident.id), "date_range": "all"}
+        )
+        incidents = found.get("incidents", []) if found else []
+        return _result(incidents[0]) if incidents else None
+
+    async def create(self, incident: Incident, fields: dict[str, Any]) -> PushResult:
+        def create() -> PushResult:
+            body = self._body(fields, creating=True)
+            body |= {
+                "service": {"id": self.options.service_id, "type": "service_reference"},
+                "incident_key": KEY_PREFIX + str(incident.id),
+            }
+            if incident.description:
+                body["body"] = {"type": "incident_body", "details": incident.description}
+            created = self._call("POST", "/incidents", json={"incident": body})["incident"]
+            if fields.get("status") in ("acknowledged", "resolved"):
+                created = self._call(
+                    "PUT",
+                    f"/incidents/{created['id']}",
+                    json={"incident": {"type": "incident_reference", "status": fields["status"]}},
+                )["incident"]
+            return _result(created)
+
+        return await asyncio.to_thread(create)
+
+    async def update(self, ref: ExternalRef, fields: dict[str, Any]) -> PushResult:
+        def update() -> PushResult:
+            body = self._body(fields, creating=False)
+            if len(body) == 1:
+                return PushResult(external_id=ref.external_id, external_key=ref.external_key, url=ref.url)
+            updated = self._call("PUT", f"/incidents/{ref.external_id}", json={"incident": body})["incident"]
+            return _result(updated)
+
+        return await asyncio.to_thread(update)
+
+    async def add_note(self, ref: ExternalRef, note: OutboundNote) -> str:
+        created = await self._acall(
+            "POST", f"/incidents/{ref.external_id}/notes", json={"note": {"content": note.body}}
+        )
+        return str(created["note"]["id"])
+
+    async def fetch(self, ref: ExternalRef) -> ExternalChange:
+        data = (await self._acall("GET", f"/incidents/{ref.external_id}"))["incident"]
+        common = {
+            "connector_id": self.id,
+            "vendor_timestamp": _time(data.get("updated_at") or data["created_at"]),
+            "raw": data,
+        }
+        return self._incident_change(data, ChangeKind.SNAPSHOT, common)
+
+    async def list_changed(self, since: datetime) -> AsyncIterator[ExternalChange]:
+        offset = 0
+        while True:
+            page = await self._acall(
+                "GET",
+                "/incidents",
+                params={
+                    "since": since.astimezone(UTC).isoformat(),
+                    "until": datetime.now(UTC).isoformat(),
+                    "service_ids[]": self.options.service_id,
+                    "offset": offset,
+                    "limit": 100,
+                    "total": "true",
+                },
+            )
+            for data in page.get("incidents", []):
+                stamp = data.get("updated_at") or data.get("last_status_change_at") or data["created_at"]
+                yield self._incident_change(
+                    data,
+                    ChangeKind.SNAPSHOT,
+                    {"connector_id": self.id, "vendor_timestamp": _time(stamp), "raw": data},
+                )
+            if not page.get("more"):
+                return
+            offset += len(page.get("incidents", []))
+
+    async def health(self) -> Health:
+        started = datetime.now(UTC)
+        try:
+            await self._acall("GET", "/abilities")
+        except (RetryableDeliveryError, PermanentDeliveryError) as error:
+            return Health(ok=False, detail=str(error))
+        elapsed = (datetime.now(UTC) - started).total_seconds() * 1000
+        return Health(ok=True, detail="PagerDuty REST API answers", latency_ms=round(elapsed, 1))
+
+
+def _time(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def _result(data: dict[str, Any]) -> PushResult:
+    stamp = data.get("updated_at") or data.get("last_status_change_at") or data.get("created_at")
+    return PushResult(
+        external_id=data["id"],
+        external_key=str(data.get("incident_number") or data["id"]),
+        url=data.get("html_url"),
+        vendor_timestamp=_time(stamp) if stamp else None,
+    )
+
+
+_ = httpx2  # the client's transport; imported so a missing install fails at load, not at first call
