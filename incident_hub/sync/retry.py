@@ -75,7 +75,10 @@ def raise_for_status(
     message = f"HTTP {status} from {host}: {text[:500]}"
     if status in RETRYABLE_STATUS:
         raise RetryableDeliveryError(
-            message, status_code=status, retry_after=parse_retry_after(header("retry-after"))
+            message,
+            status_code=status,
+            # `ratelimit-reset` (seconds) is what PagerDuty sends on 429 instead of Retry-After.
+            retry_after=parse_retry_after(header("retry-after") or header("ratelimit-reset")),
         )
     raise PermanentDeliveryError(message, status_code=status)
 
