@@ -85,7 +85,7 @@ def create_issue(
     # A created issue's changelog names what was set, plus status and reporter; never labels
     # (webhook-issue-created*.json, webhook-cloud-issue-created-many-fields.json).
     changed.pop("labels", None)
-    changed.setdefault("description", ChangeItem("description", "jira", "description", *[None] * 3, ""))
+    changed.setdefault("description", ChangeItem("description", "jira", "description", None, None, None, ""))
     changed["priority"] = ChangeItem(
         "priority", "jira", "priority", None, None, issue.priority.id, issue.priority.name
     )
@@ -299,8 +299,8 @@ def _parse_value(
     elif custom is not None and custom.options:
         option = custom.option(value)
         if value is not None and option is None:
-            wanted = value.get("value", value.get("id")) if isinstance(value, dict) else value
-            errors[name] = f"Option value '{wanted}' is not valid"
+            named = value.get("value", value.get("id")) if isinstance(value, dict) else value
+            errors[name] = f"Option value '{named}' is not valid"
         parsed[name] = option
     elif custom is not None:
         if value is not None and not isinstance(value, str):
@@ -315,14 +315,16 @@ def _apply(state: JiraState, issue: Issue, parsed: dict[str, Any]) -> list[Chang
     items: list[ChangeItem] = []
     for name, new in parsed.items():
         custom = state.custom_fields.get(name)
-        old = issue.custom.get(name) if custom else getattr(issue, name)
+        old: Any = issue.custom.get(name) if custom else getattr(issue, name)
         if new == old:
             continue
         if custom:
             issue.custom[name] = new
             if custom.options:
                 before, after = old or (None, None), new or (None, None)
-                items.append(ChangeItem(custom.name, "custom", name, *before, *after))
+                items.append(
+                    ChangeItem(custom.name, "custom", name, before[0], before[1], after[0], after[1])
+                )
             else:
                 items.append(ChangeItem(custom.name, "custom", name, None, old, None, new))
             continue
@@ -330,8 +332,9 @@ def _apply(state: JiraState, issue: Issue, parsed: dict[str, Any]) -> list[Chang
         if name == "summary":
             items.append(ChangeItem(name, "jira", name, None, old or None, None, new))
         elif name == "description":
-            before = adf_text(old) if old else None
-            items.append(ChangeItem(name, "jira", name, None, before, None, adf_text(new) if new else None))
+            before_text = adf_text(old) if old else None
+            after_text = adf_text(new) if new else None
+            items.append(ChangeItem(name, "jira", name, None, before_text, None, after_text))
         elif name == "priority":
             items.append(ChangeItem(name, "jira", name, old.id, old.name, new.id, new.name))
         elif name == "labels":

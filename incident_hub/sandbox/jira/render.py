@@ -172,6 +172,61 @@ def project_details_json(project: Project, state: JiraState, view: View) -> dict
     }
 
 
+# System fields the seeded screens show: id -> (name, schema type, array item type).
+_SYSTEM_FIELDS = {
+    "summary": ("Summary", "string", None),
+    "description": ("Description", "string", None),
+    "issuetype": ("Issue Type", "issuetype", None),
+    "project": ("Project", "project", None),
+    "status": ("Status", "status", None),
+    "priority": ("Priority", "priority", None),
+    "labels": ("Labels", "array", "string"),
+    "assignee": ("Assignee", "user", None),
+    "reporter": ("Reporter", "user", None),
+    "creator": ("Creator", "user", None),
+    "created": ("Created", "datetime", None),
+    "updated": ("Updated", "datetime", None),
+    "resolution": ("Resolution", "resolution", None),
+    "resolutiondate": ("Resolved", "datetime", None),
+    "statuscategorychangedate": ("Status Category Changed", "datetime", None),
+    "comment": ("Comment", "comments-page", None),
+}
+
+
+def fields_json(state: JiraState) -> list[dict[str, Any]]:
+    """`GET /field`; jira-python reads it to turn JQL clause names into field ids before searching."""
+    found: list[dict[str, Any]] = []
+    for field_id, (name, kind, items) in _SYSTEM_FIELDS.items():
+        schema: dict[str, Any] = {"type": kind, "system": field_id} | ({"items": items} if items else {})
+        found.append(_field_json(field_id, name, False, [field_id], schema))
+    for custom in state.custom_fields.values():
+        number = int(custom.id.removeprefix("customfield_"))
+        plugin = "select" if custom.options else "textfield"
+        schema = {
+            "type": "option" if custom.options else "string",
+            "custom": f"com.atlassian.jira.plugin.system.customfieldtypes:{plugin}",
+            "customId": number,
+        }
+        found.append(_field_json(custom.id, custom.name, True, [f"cf[{number}]", custom.name], schema))
+    return found
+
+
+def _field_json(
+    field_id: str, name: str, custom: bool, clauses: list[str], schema: dict[str, Any]
+) -> dict[str, Any]:
+    return {
+        "id": field_id,
+        "key": field_id,
+        "name": name,
+        "custom": custom,
+        "orderable": True,
+        "navigable": True,
+        "searchable": True,
+        "clauseNames": clauses,
+        "schema": schema,
+    }
+
+
 def resolution_json(resolution: Resolution, view: View) -> dict[str, Any]:
     return {
         "self": view.rest(f"resolution/{resolution.id}"),
