@@ -17,6 +17,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from incident_hub import events
 from incident_hub.clock import as_utc, utcnow
@@ -114,10 +115,13 @@ class IncidentService:
     def _create_once(self, draft: IncidentDraft, outer: Session | None = None) -> Created:
         now = utcnow()
         number: str | None = None
-        if outer is not None:
-            number = self._allocate_number(now, outer)
-        elif draft.dedup_key is None or self._open_incident_with(draft.dedup_key) is None:
-            # Allocated outside the main transaction (see `_allocate_number`), so only when it will be used.
+        # SQLite has one writer at a time: the number is taken inside the create's own transaction. On
+        # PostgreSQL it is taken before, by one autocommit statement (see `_allocate_number`), and only
+        # when a dedup key does not already name an open incident.
+        in_transaction = self.db.is_sqlite
+        if not in_transaction and (
+            draft.dedup_key is None or self._open_incident_with(draft.dedup_key) is None
+        ):
             number = self._allocate_number(now)
         detected_at = as_utc(draft.detected_at) if draft.detected_at else now
         severity = draft.severity
@@ -144,6 +148,8 @@ class IncidentService:
                         )
                     )
                     return Created(_to_model(_load(session, existing)), deduplicated=True)
+            if in_transaction:
+                number = self._allocate_number(now, session)
             if number is None:
                 raise _CreateRace
             row = IncidentRow(
@@ -169,8 +175,8 @@ class IncidentService:
                 created_at=now,
                 updated_at=now,
             )
+            responses = [_response_row(incident_id, response) for response in draft.automated_responses]
             session.add(row)
-            session.flush()
             session.add(
                 TimelineRow(
                     incident_id=incident_id,
@@ -181,10 +187,13 @@ class IncidentService:
                     timestamp=now,
                 )
             )
-            for response in draft.automated_responses:
-                session.add(_response_row(incident_id, response))
+            session.add_all(responses)
             session.flush()
-            incident = _to_model(_load(session, incident_id))
+            # A new incident has exactly these children: no need to read them back.
+            set_committed_value(row, "steps", [])
+            set_committed_value(row, "responses", responses)
+            set_committed_value(row, "external_refs", [])
+            incident = _to_model(row)
             events.emit(session, "incident_created", incident_id, incident.model_dump(mode="json"))
             if missed is not None:
                 self._record_breach(session, row, missed, now)
@@ -203,10 +212,9 @@ class IncidentService:
             )
 
     def _allocate_number(self, now: datetime, outer: Session | None = None) -> str:
-        """Next `INC-YYYYMMDD-NNN` for today's UTC date, in its own short transaction so the counter row
-        is locked only for one statement (numbers skipped by a failed create leave a gap, never a twin).
-        Inside an outer SQLite transaction it must join it: that transaction already holds the one write
-        lock SQLite has."""
+        """Next `INC-YYYYMMDD-NNN` for today's UTC date. On PostgreSQL one autocommit statement, so the
+        counter row is locked for that statement only (a failed create leaves a gap, never a twin); on
+        SQLite inside the create's transaction (`outer`), which already holds SQLite's one write lock."""
         day = now.strftime("%Y%m%d")
         insert = pg_insert if not self.db.is_sqlite else sqlite_insert
         statement = (
@@ -215,11 +223,12 @@ class IncidentService:
             .on_conflict_do_update(index_elements=["day"], set_={"last": IncidentCounterRow.last + 1})
             .returning(IncidentCounterRow.last)
         )
-        if outer is not None and self.db.is_sqlite:
+        if outer is not None:
             last = outer.execute(statement).scalar_one()
         else:
-            with self.db.write() as session:
-                last = session.execute(statement).scalar_one()
+            # Autocommit: the counter row is locked for this one statement only.
+            with self.db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+                last = connection.execute(statement).scalar_one()
         return f"INC-{day}-{last:03d}"
 
     # ---- read ---------------------------------------------------------------------------------------

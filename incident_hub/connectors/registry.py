@@ -17,6 +17,7 @@ from sqlalchemy import select
 from incident_hub.clock import utcnow
 from incident_hub.connectors.base import Connector, ConnectorConfig, ConnectorError, build
 from incident_hub.errors import InvalidRequest, NotFound
+from incident_hub.events import invalidate_targets
 from incident_hub.store.db import Database
 from incident_hub.store.tables import ConnectorRow
 
@@ -88,7 +89,9 @@ class ConnectorRegistry:
                 if row.source == "file" and source != "file":
                     raise InvalidRequest(f"connector {config.id} is defined in the configuration file")
                 row.kind, row.config, row.enabled, row.updated_at = config.kind, stored, config.enabled, now
-            return _state(row)
+            state = _state(row)
+        invalidate_targets()
+        return state
 
     def delete(self, connector_id: str) -> None:
         with self.db.write() as session:
@@ -98,6 +101,7 @@ class ConnectorRegistry:
             if row.source == "file":
                 raise InvalidRequest(f"connector {connector_id} is defined in the configuration file")
             session.delete(row)
+        invalidate_targets()
 
     def states(self) -> list[ConnectorState]:
         with self.db.read() as session:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,22 +16,31 @@ from sqlalchemy.orm import Session, sessionmaker
 class Database:
     """One engine per process; `write()` and `read()` hand out transactions."""
 
-    def __init__(self, url: str, *, pool_size: int = 20) -> None:
+    def __init__(self, url: str, *, pool_size: int = 40) -> None:
         self.url = make_url(url)
         self.is_sqlite = self.url.get_backend_name() == "sqlite"
         if self.is_sqlite:
             self.engine = _sqlite_engine(url)
         else:
-            self.engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+            # No pre-ping (a round trip per checkout): a connection the server dropped fails one statement,
+            # and SQLAlchemy then replaces the whole pool.
+            self.engine = create_engine(url, pool_size=pool_size, max_overflow=10, pool_recycle=1800)
         self._read_engine = self.engine.execution_options(sqlite_deferred=True)
         self._writer = sessionmaker(self.engine, expire_on_commit=False)
+        # SQLite lets one writer in at a time and makes the others poll (its busy handler), so late
+        # arrivals can overtake early ones by seconds. Queue writers here instead, in arrival order.
+        self._write_turn = threading.RLock() if self.is_sqlite else None
         self._reader = sessionmaker(self._read_engine, expire_on_commit=False)
 
     @contextmanager
     def write(self) -> Iterator[Session]:
         """A write transaction: committed on success, rolled back on error. On SQLite it takes the write
         lock up front (BEGIN IMMEDIATE), so read-then-write never fails half way with SQLITE_BUSY."""
-        with self._writer() as session, session.begin():
+        if self._write_turn is None:
+            with self._writer() as session, session.begin():
+                yield session
+            return
+        with self._write_turn, self._writer() as session, session.begin():
             yield session
 
     @contextmanager

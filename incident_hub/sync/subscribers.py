@@ -15,7 +15,7 @@ from incident_hub import __version__
 from incident_hub.clock import utcnow
 from incident_hub.commands import SubscriptionDraft
 from incident_hub.errors import NotFound
-from incident_hub.events import SUBSCRIBER
+from incident_hub.events import SUBSCRIBER, invalidate_targets
 from incident_hub.signing import sign_sha256
 from incident_hub.store.db import Database
 from incident_hub.store.tables import DeliveryRow, SubscriptionRow
@@ -104,6 +104,7 @@ class Subscriptions:
         )
         with self.db.write() as session:
             session.add(row)
+        invalidate_targets()
         return _subscription_model(row)
 
     def active(self) -> list[Subscription]:
@@ -131,3 +132,4 @@ class Subscriptions:
                 )
                 .values(state=CANCELLED, lease_until=None, leased_by=None)
             )
+        invalidate_targets()

@@ -1,0 +1,650 @@
+"""Jira Cloud: platform REST API v3 through the `jira` client (jira-python), admin webhooks in.
+
+Vendor quirks, each from its source:
+- jira-python's `ResilientSession` retries 429/503 and connection errors by itself, sleeping up to 60 s
+  (jira/resilientsession.py, `ResilientSession.__recoverable`): `max_retries=0` makes every call one
+  attempt, so `sync/retry.py` is the only retry layer. The client is synchronous: calls run in a worker
+  thread, never on the event loop.
+- requests swaps `verify=True` for `REQUESTS_CA_BUNDLE`/`CURL_CA_BUNDLE` from the environment
+  (requests/sessions.py, `merge_environment_settings`), never a path: the session's `verify` is the
+  configured `ca_bundle` path (then the whole trust store of this connector), else the system store.
+- REST v3 rich text (description, comment body) is Atlassian Document Format; webhook bodies use the REST
+  v2 representation with plain strings (vendor/jira/NOTES.md, every file in webhook-examples/). Text is
+  written as a minimal ADF document (paragraphs, hard breaks) that reads back as the same plain text.
+- A summary holds no newline and at most 255 characters (the REST v3 `POST /issue` field errors).
+- Status is not a field: it moves by workflow transitions, listed per issue
+  (`GET /rest/api/3/issue/{id}/transitions`), each naming its target status `to.name`.
+- `/rest/api/3/search` is gone (CHANGE-2046); `/rest/api/3/search/jql` pages by `nextPageToken` and is
+  eventually consistent (its description in the v3 spec): a create whose answer was lost moments ago may
+  not be found yet.
+- JQL dates are wall-clock minutes in the searching account's profile time zone ("yyyy/MM/dd HH:mm", JQL
+  field reference "Updated"): `since` is converted to the `timeZone` of `GET /rest/api/3/myself`.
+- JQL sees entity properties only when an app declares them indexed (Connect `jiraEntityProperties`,
+  Forge `jira:entityProperty`), which an API-token integration cannot: the hub id rides a label, set in
+  the create call itself and carried by issue webhooks (`fields.labels`); the property is a copy for
+  people and automation.
+- Admin webhooks with a secret are signed `X-Hub-Signature: sha256=<hex HMAC-SHA256 of the raw body>`
+  (Atlassian "Secure admin webhooks", WebSub `method=signature`), and `X-Atlassian-Webhook-Identifier`
+  stays the same across retries. Webhooks of OAuth 2.0/Connect apps cannot be signed that way: a connector
+  without a webhook secret takes each delivery as a hint and reads the issue or comment through the API.
+- Changelog items name the field by `fieldId` (Cloud); `field` is the display name ("Story Points",
+  "Status"). Server/DC bodies have no `fieldId`: system fields (`fieldtype` "jira") are read by `field`
+  (webhook-issue-updated-assigned-on-server.json). Comment webhooks carry no `user`: the actor is the
+  comment's `updateAuthor` (webhook-cloud-comment-*.json).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import requests
+from jira import JIRA, JIRAError
+from pydantic import BaseModel, ConfigDict, Field
+
+from incident_hub.connectors.base import (
+    ChangeKind,
+    Connector,
+    ConnectorConfig,
+    ConnectorError,
+    ExternalChange,
+    ExternalNote,
+    Health,
+    OutboundNote,
+    PushResult,
+    WebhookParseError,
+    WebhookRejected,
+)
+from incident_hub.mapping.document import MappingDocument, default_for
+from incident_hub.model import ExternalRef, Incident, Status
+from incident_hub.signing import signature_matches
+from incident_hub.sync.retry import (
+    DeliveryError,
+    PermanentDeliveryError,
+    RetryableDeliveryError,
+    raise_for_status,
+)
+
+SIGNATURE_HEADER = "x-hub-signature"
+IDENTIFIER_HEADER = "x-atlassian-webhook-identifier"
+HUB_LABEL_PREFIX = "incident-hub-"
+SUMMARY_MAX = 255
+_SYSTEM_FIELDS = frozenset({"status", "priority", "summary", "description"})
+_ISSUE_EVENTS = {
+    "jira:issue_created": ChangeKind.CREATED,
+    "jira:issue_updated": ChangeKind.UPDATED,
+    "jira:issue_deleted": ChangeKind.DELETED,
+}
+_COMMENT_EVENTS = frozenset({"comment_created", "comment_updated"})
+# What a malformed body raises while it is read; pydantic's ValidationError is a ValueError.
+_MALFORMED = (KeyError, TypeError, AttributeError, ValueError, OverflowError, OSError, RecursionError)
+
+T = TypeVar("T")
+
+
+class JiraOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    email: str = Field(
+        description="E-mail of the Atlassian account the hub signs in as (with its API token)."
+    )
+    project_key: str = Field(description="Project new issues are opened in, e.g. OPS.")
+    issue_type: str = Field(default="Incident", description="Issue type name of new issues.")
+    property_key: str | None = Field(
+        default="incident-hub", description="Issue property holding {incidentId, number}; null for none."
+    )
+    labels: list[str] = Field(
+        default_factory=lambda: ["incident-hub"], description="Labels on every issue the hub opens."
+    )
+    hub_account_id: str | None = Field(
+        default=None, description="accountId of that account (echo detection); else read from /myself."
+    )
+    required_fields: dict[str, Any] = Field(
+        default_factory=dict,
+        description="REST v3 field values every new issue carries, e.g. {customfield_10042: {value: Sev2}}.",
+    )
+    statuses: dict[Status, str] = Field(
+        default_factory=dict, description="Canonical status -> Jira status name, over the default mapping."
+    )
+    page_size: int = Field(default=100, ge=1, le=100, description="Issues per search page.")
+
+
+class JiraConnector(Connector):
+    kind = "jira"
+    Options = JiraOptions
+    options: JiraOptions
+
+    def __init__(self, config: ConnectorConfig) -> None:
+        super().__init__(config)
+        self._mapping = _with_statuses(default_for(self.kind), self.options.statuses)
+        self._client: JIRA | None = None
+        self._lock = threading.Lock()
+        self._me: dict[str, Any] | None = None
+
+    def mapping(self) -> MappingDocument:
+        return self._mapping
+
+    # ---- client ---------------------------------------------------------------------------------------
+
+    def client(self) -> JIRA:
+        with self._lock:
+            if self._client is None:
+                try:
+                    token = self.config.credentials.read() if self.config.credentials else None
+                except ConnectorError as error:
+                    raise PermanentDeliveryError(f"connector {self.id}: {error}") from error
+                if token is None:
+                    raise PermanentDeliveryError(f"connector {self.id}: no credentials configured")
+                # A path is never replaced by REQUESTS_CA_BUNDLE; True means the system store.
+                verify = str(self.config.ca_bundle) if self.config.ca_bundle is not None else True
+                self._client = JIRA(
+                    server=self.config.base_url.rstrip("/"),
+                    basic_auth=(self.options.email, token.get_secret_value()),
+                    get_server_info=False,
+                    options={"rest_api_version": "3", "verify": verify, "check_update": False},
+                    timeout=self.config.timeout_seconds,
+                    max_retries=0,
+                )
+                # Cloud-only calls (`enhanced_search_issues`) return None unless the client knows it
+                # talks to Cloud, which get_server_info=False leaves unknown.
+                self._client.deploymentType = "Cloud"
+            return self._client
+
+    def _call(self, call: Callable[..., T], *args: Any, **kw: Any) -> T:
+        """One library call, its failure typed for the retry policy."""
+        try:
+            return call(*args, **kw)
+        except JIRAError as error:
+            response = error.response
+            if response is not None:
+                raise_for_status(response.status_code, response.text, response.headers.get, "Jira")
+            raise PermanentDeliveryError(f"Jira: {error.text or error}") from error
+        except requests.RequestException as error:
+            raise RetryableDeliveryError(f"Jira unreachable: {type(error).__name__}: {error}") from error
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await asyncio.to_thread(self._client.close)
+
+    def _myself(self, *, fresh: bool = False) -> dict[str, Any]:
+        if self._me is None or fresh:
+            self._me = self._call(self.client().myself)
+        return self._me
+
+    def _hub_account_id(self) -> str | None:
+        if self.options.hub_account_id:
+            return self.options.hub_account_id
+        try:
+            account = self._myself().get("accountId")
+        except DeliveryError:
+            return None
+        return str(account) if account else None
+
+    def _is_hub(self, user: Any) -> bool:
+        account = user.get("accountId") if isinstance(user, dict) else None
+        return account is not None and account == self._hub_account_id()
+
+    def _browse(self, key: str | None) -> str | None:
+        return f"{self.config.base_url.rstrip('/')}/browse/{key}" if key else None
+
+    # ---- inbound --------------------------------------------------------------------------------------
+
+    def verify_webhook(self, headers: Mapping[str, str], body: bytes) -> None:
+        if self.config.webhook_secret is None:
+            return  # unsigned deliveries are hints: parse_webhook reads the facts through the API
+        presented = headers.get(SIGNATURE_HEADER)
+        if not presented:
+            raise WebhookRejected("missing X-Hub-Signature")
+        method, _, digest = presented.strip().partition("=")
+        if method.lower() != "sha256" or not digest.isascii():
+            raise WebhookRejected("X-Hub-Signature is not sha256=<hex>")
+        try:
+            secret = self.config.webhook_secret.read().get_secret_value()
+        except ConnectorError as error:
+            raise WebhookRejected(f"cannot check X-Hub-Signature: {error}", status=503) from None
+        if not signature_matches(secret, body, digest):
+            raise WebhookRejected("X-Hub-Signature does not match the body")
+
+    def webhook_event_id(self, headers: Mapping[str, str], body: bytes) -> str | None:
+        return headers.get(IDENTIFIER_HEADER) or None
+
+    def parse_webhook(self, headers: Mapping[str, str], body: bytes) -> list[ExternalChange]:
+        try:
+            payload = json.loads(body)
+            if not isinstance(payload, dict):
+                raise TypeError("the body is not a JSON object")
+        except _MALFORMED as error:
+            raise WebhookParseError(f"not a Jira webhook: {type(error).__name__}: {error}") from None
+        event = payload.get("webhookEvent")
+        if not isinstance(event, str):
+            raise WebhookParseError("not a Jira webhook: no webhookEvent")
+        if event not in _ISSUE_EVENTS and event not in _COMMENT_EVENTS:
+            return []
+        try:
+            if self.config.webhook_secret is None:
+                return self._read_back(event, payload, headers)
+            return self._changes(event, payload, headers)
+        except _MALFORMED as error:
+            raise WebhookParseError(f"Jira {event}: {type(error).__name__}: {error}") from None
+
+    def _changes(
+        self, event: str, payload: dict[str, Any], headers: Mapping[str, str]
+    ) -> list[ExternalChange]:
+        issue = payload["issue"]
+        fields = issue.get("fields") or {}
+        common: dict[str, Any] = {
+            "connector_id": self.id,
+            "external_id": str(issue["id"]),
+            "external_key": issue.get("key"),
+            "url": self._browse(issue.get("key")),
+            "vendor_timestamp": datetime.fromtimestamp(payload["timestamp"] / 1000, UTC),
+            "event_id": headers.get(IDENTIFIER_HEADER),
+            "raw": payload,
+        }
+        if event in _COMMENT_EVENTS:
+            return [self._note(payload["comment"], common)]
+        changes: list[ExternalChange] = []
+        if isinstance(payload.get("comment"), dict):  # Server/DC: jira:issue_updated, issue_commented
+            changes.append(self._note(payload["comment"], common))
+        kind = _ISSUE_EVENTS[event]
+        values = self._fields_of(fields) if kind is ChangeKind.CREATED else {}
+        if kind is ChangeKind.UPDATED:
+            values = self._changelog(payload.get("changelog"))
+            if not values:
+                return changes
+        user = payload.get("user")
+        changes.append(
+            ExternalChange(
+                **common,
+                kind=kind,
+                fields=values,
+                actor=user.get("displayName") if isinstance(user, dict) else None,
+                actor_is_self=self._is_hub(user),
+                hub_incident_id=_hub_id(fields.get("labels")),
+            )
+        )
+        return changes
+
+    def _note(self, comment: dict[str, Any], common: dict[str, Any]) -> ExternalChange:
+        author = comment.get("updateAuthor") or comment.get("author") or {}
+        name = author.get("displayName") if isinstance(author, dict) else None
+        # The hub's timeline is append-only: an edited comment arrives as a note of its own.
+        edited = comment.get("updated") not in (None, comment.get("created"))
+        return ExternalChange(
+            **common,
+            kind=ChangeKind.NOTE,
+            note=ExternalNote(
+                external_comment_id=f"{comment['id']}@{comment['updated']}" if edited else str(comment["id"]),
+                body=_text(comment["body"]) or "",
+                author=name,
+            ),
+            actor=name,
+            actor_is_self=self._is_hub(author),
+        )
+
+    def _changelog(self, changelog: Any) -> dict[str, Any]:
+        """The watched fields a changelog changes, by field id, never by display name or value."""
+        watched = self._watched_fields()
+        values: dict[str, Any] = {}
+        for item in (changelog or {}).get("items") or []:
+            field_id = item.get("fieldId")
+            if field_id is None and item.get("fieldtype") == "jira":
+                field_id = str(item.get("field", "")).lower()
+            if field_id in watched:
+                values[field_id] = _text(item.get("toString"))
+        return values
+
+    def _read_back(
+        self, event: str, payload: dict[str, Any], headers: Mapping[str, str]
+    ) -> list[ExternalChange]:
+        """An unsigned delivery names an issue (and comment); what happened is read through the API."""
+        issue_id = str(payload["issue"]["id"])
+        comment = payload["comment"] if event in _COMMENT_EVENTS else payload.get("comment")
+        try:
+            if isinstance(comment, dict):
+                found = self._call(self.client().comment, issue_id, str(comment["id"])).raw
+                common = {
+                    "connector_id": self.id,
+                    "external_id": issue_id,
+                    "vendor_timestamp": _jira_time(found["updated"]),
+                    "event_id": headers.get(IDENTIFIER_HEADER),
+                    "raw": found,
+                }
+                return [self._note(found, common)]
+            if event in _COMMENT_EVENTS:
+                raise TypeError("comment is not an object")
+            snapshot = self._snapshot(
+                self._call(self.client().issue, issue_id, fields=self._read_fields()).raw
+            )
+        except DeliveryError as error:
+            if error.status_code == 404 and event == "jira:issue_deleted":
+                return [
+                    ExternalChange(
+                        connector_id=self.id,
+                        external_id=issue_id,
+                        kind=ChangeKind.DELETED,
+                        vendor_timestamp=datetime.now(UTC),
+                        event_id=headers.get(IDENTIFIER_HEADER),
+                    )
+                ]
+            if error.status_code == 404:
+                raise WebhookParseError(
+                    f"Jira {event}: issue {issue_id} (or its comment) not found"
+                ) from None
+            raise WebhookRejected(
+                f"Jira {event}: cannot read issue {issue_id}: {error}", status=503
+            ) from None
+        return [snapshot.model_copy(update={"event_id": headers.get(IDENTIFIER_HEADER)})]
+
+    def _watched_fields(self) -> set[str]:
+        mapping = self.mapping()
+        severity = {rule.field for rule in mapping.severity.from_vendor}
+        return {*_SYSTEM_FIELDS, mapping.status.field, *mapping.fields.values(), *severity}
+
+    def _read_fields(self) -> str:
+        return ",".join(sorted({*self._watched_fields(), "labels", "updated", "created"}))
+
+    def _fields_of(self, fields: dict[str, Any]) -> dict[str, Any]:
+        """Watched vendor fields as plain values: status and priority by name, rich text as text."""
+        values: dict[str, Any] = {}
+        for name in self._watched_fields():
+            if name in fields:
+                values[name] = _text(fields[name]) if name == "description" else _plain(fields[name])
+        return values
+
+    def _snapshot(self, issue: dict[str, Any]) -> ExternalChange:
+        fields = issue["fields"]
+        return ExternalChange(
+            connector_id=self.id,
+            external_id=str(issue["id"]),
+            external_key=issue.get("key"),
+            url=self._browse(issue.get("key")),
+            kind=ChangeKind.SNAPSHOT,
+            fields=self._fields_of(fields),
+            vendor_timestamp=_jira_time(fields.get("updated") or fields["created"]),
+            hub_incident_id=_hub_id(fields.get("labels")),
+            raw=issue,
+        )
+
+    # ---- outbound -------------------------------------------------------------------------------------
+
+    def _search(self, jql: str, token: str | None = None, **kw: Any) -> dict[str, Any]:
+        page = self._call(
+            self.client().enhanced_search_issues, jql, nextPageToken=token, json_result=True, **kw
+        )
+        if not isinstance(page, dict):
+            raise PermanentDeliveryError(f"Jira search answered no page: {page!r}")
+        return page
+
+    def _edits(self, fields: dict[str, Any], current: dict[str, Any] | None = None) -> dict[str, Any]:
+        """REST v3 values for the given vendor fields (status aside) that differ from `current`."""
+        edits: dict[str, Any] = {}
+        for name, value in fields.items():
+            if name == "status" or (name == "priority" and not value):
+                continue
+            if name == "summary":
+                value = _summary(str(value or ""))
+            elif name == "description":
+                value = _text(value)
+            if current is not None and name in current and current[name] == value:
+                continue
+            if name == "description":
+                edits[name] = _adf(value) if value else None
+            elif name == "priority":
+                edits[name] = {"name": str(value)}
+            else:
+                edits[name] = value
+        return edits
+
+    def _move_to(self, issue_id: str, key: str, target: str, now: tuple[str, str]) -> None:
+        """Walk the workflow to `target`: one transition, or a reopen first when the issue is done."""
+        current, category = now
+        reads = self._mapping.status.from_vendor
+        if current == target or (reads.get(current) is not None and reads.get(current) == reads.get(target)):
+            return  # already there, or a status the mapping reads the same (Cancelled and Done)
+        client = self.client()
+        available: list[dict[str, Any]] = self._call(client.transitions, issue_id)
+        step = _transition_to(available, target)
+        if step is None and category == "done":
+            reopen = next(
+                (t for t in available if t["to"].get("statusCategory", {}).get("key") == "new"), None
+            )
+            if reopen is not None:
+                self._call(client.transition_issue, issue_id, str(reopen["id"]))
+                current = reopen["to"]["name"]
+                available = self._call(client.transitions, issue_id)
+                step = _transition_to(available, target)
+        if step is None:
+            offered = ", ".join(f"{t['name']} -> {t['to']['name']}" for t in available) or "none"
+            raise PermanentDeliveryError(
+                f"Jira issue {key} is in status {current!r}; no transition reaches {target!r}"
+                f" (available: {offered})"
+            )
+        self._call(client.transition_issue, issue_id, str(step["id"]))
+
+    def _set_property(self, issue_id: str, incident: Incident) -> None:
+        if self.options.property_key:
+            value = {"incidentId": str(incident.id), "number": incident.number}
+            self._call(self.client().add_issue_property, issue_id, self.options.property_key, value)
+
+    async def find(self, incident: Incident) -> PushResult | None:
+        def find() -> PushResult | None:
+            jql = (
+                f"project = {_quoted(self.options.project_key)} AND labels = {_quoted(_hub_label(incident))}"
+            )
+            properties = self.options.property_key
+            found = self._search(jql, maxResults=1, fields=["labels"], properties=properties)["issues"]
+            if not found:
+                return None
+            issue = found[0]
+            if properties and properties not in (issue.get("properties") or {}):
+                self._set_property(str(issue["id"]), incident)  # the create's second call was lost
+            return PushResult(
+                external_id=str(issue["id"]),
+                external_key=issue.get("key"),
+                url=self._browse(issue.get("key")),
+            )
+
+        return await asyncio.to_thread(find)
+
+    async def create(self, incident: Incident, fields: dict[str, Any]) -> PushResult:
+        def create() -> PushResult:
+            client = self.client()
+            body = {
+                **self.options.required_fields,
+                **{name: value for name, value in self._edits(fields).items() if value is not None},
+                "project": {"key": self.options.project_key},
+                "issuetype": {"name": self.options.issue_type},
+                "summary": _summary(str(fields.get("summary") or incident.title)),
+                "labels": [*self.options.labels, _hub_label(incident)],
+            }
+            created = self._call(client.create_issue, fields=body, prefetch=False)
+            issue_id, key = str(created.id), str(created.key)
+            self._set_property(issue_id, incident)
+            if fields.get("status"):
+                issue = self._call(client.issue, issue_id, fields="status")
+                self._move_to(issue_id, key, str(fields["status"]), _status_now(issue.raw["fields"]))
+            return PushResult(external_id=issue_id, external_key=key, url=self._browse(key))
+
+        return await asyncio.to_thread(create)
+
+    async def update(self, ref: ExternalRef, fields: dict[str, Any]) -> PushResult:
+        def update() -> PushResult:
+            issue = self._call(
+                self.client().issue, ref.external_id, fields="status,priority,summary,description"
+            )
+            edits = self._edits(fields, self._fields_of(issue.raw["fields"]))
+            if edits:
+                self._call(issue.update, fields=edits)  # then the client reloads the issue
+            if fields.get("status"):
+                self._move_to(issue.id, issue.key, str(fields["status"]), _status_now(issue.raw["fields"]))
+            return PushResult(external_id=str(issue.id), external_key=issue.key, url=self._browse(issue.key))
+
+        return await asyncio.to_thread(update)
+
+    async def add_note(self, ref: ExternalRef, note: OutboundNote) -> str:
+        def add_note() -> str:
+            # jira-python types the body as str; REST v3 wants an ADF document.
+            body: Any = _adf(note.body)
+            return str(self._call(self.client().add_comment, ref.external_id, body).id)
+
+        return await asyncio.to_thread(add_note)
+
+    async def fetch(self, ref: ExternalRef) -> ExternalChange:
+        def fetch() -> ExternalChange:
+            return self._snapshot(
+                self._call(self.client().issue, ref.external_id, fields=self._read_fields()).raw
+            )
+
+        return await asyncio.to_thread(fetch)
+
+    async def list_changed(self, since: datetime) -> AsyncIterator[ExternalChange]:
+        me = await asyncio.to_thread(self._myself)
+        try:
+            zone = ZoneInfo(str(me.get("timeZone") or "UTC"))
+        except (ZoneInfoNotFoundError, ValueError):
+            zone = ZoneInfo("UTC")
+        # Minutes in the account's zone, rounded down: the first minute is read again, never missed.
+        local = since.astimezone(zone).strftime("%Y/%m/%d %H:%M")
+        jql = f'project = {_quoted(self.options.project_key)} AND updated >= "{local}" ORDER BY updated ASC'
+        token: str | None = None
+        while True:
+            page = await asyncio.to_thread(
+                self._search,
+                jql,
+                token,
+                maxResults=self.options.page_size,
+                fields=self._read_fields().split(","),
+            )
+            for issue in page.get("issues", []):
+                yield self._snapshot(issue)
+            token = page.get("nextPageToken")
+            if page.get("isLast", True) or not token:
+                return
+
+    async def health(self) -> Health:
+        started = time.monotonic()
+        try:
+            me = await asyncio.to_thread(self._myself, fresh=True)
+        except DeliveryError as error:
+            return Health(ok=False, detail=str(error))
+        elapsed = round((time.monotonic() - started) * 1000, 1)
+        account = me.get("accountId")
+        if self.options.hub_account_id and account != self.options.hub_account_id:
+            return Health(
+                ok=False,
+                detail=f"signed in as {account}, not hub_account_id {self.options.hub_account_id}: "
+                "the hub's own changes would come back as news",
+                latency_ms=elapsed,
+            )
+        return Health(
+            ok=True,
+            detail=f"Jira REST API v3 answers; signed in as {me.get('displayName')} ({account})",
+            latency_ms=elapsed,
+        )
+
+
+# ---- values ---------------------------------------------------------------------------------------------
+
+
+def _with_statuses(base: MappingDocument, names: dict[Status, str]) -> MappingDocument:
+    """The default mapping with some canonical statuses written as other Jira status names; each written
+    name reads back as the first canonical status that writes it (the round trip stays stable)."""
+    if not names:
+        return base
+    to_vendor = {**base.status.to_vendor, **names}
+    from_vendor = dict(base.status.from_vendor)
+    for name in set(to_vendor.values()):
+        reads = from_vendor.get(name)
+        if reads is None or to_vendor[reads] != name:
+            from_vendor[name] = next(s for s in Status if to_vendor[s] == name)
+    status = {"field": base.status.field, "to_vendor": to_vendor, "from_vendor": from_vendor}
+    return MappingDocument.model_validate({**base.model_dump(), "status": status})
+
+
+def _hub_label(incident: Incident) -> str:
+    return f"{HUB_LABEL_PREFIX}{incident.id}"
+
+
+def _hub_id(labels: Any) -> str | None:
+    for label in labels if isinstance(labels, list) else []:
+        if isinstance(label, str) and label.startswith(HUB_LABEL_PREFIX):
+            try:
+                return str(uuid.UUID(label.removeprefix(HUB_LABEL_PREFIX)))
+            except ValueError:
+                continue
+    return None
+
+
+def _quoted(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _summary(text: str) -> str:
+    return " ".join(text.splitlines())[:SUMMARY_MAX]
+
+
+def _status_now(fields: dict[str, Any]) -> tuple[str, str]:
+    """An issue's status name and status category key (`new`, `indeterminate`, `done`)."""
+    status = fields["status"]
+    return str(status["name"]), str((status.get("statusCategory") or {}).get("key", ""))
+
+
+def _transition_to(available: list[dict[str, Any]], target: str) -> dict[str, Any] | None:
+    return next((t for t in available if t["to"]["name"] == target), None)
+
+
+def _jira_time(value: str) -> datetime:
+    """Jira's `2026-11-24T14:05:00.000+0000`."""
+    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%f%z").astimezone(UTC)
+
+
+def _plain(value: Any) -> Any:
+    """A field value as the mapping reads it: a named object (status, priority, option) by its name."""
+    if isinstance(value, dict):
+        return value.get("name", value.get("value"))
+    return value
+
+
+def _text(value: Any) -> str | None:
+    """Plain text from a webhook string or an ADF document; empty is none."""
+    if isinstance(value, dict):
+        value = _adf_text(value)
+    elif value is not None and not isinstance(value, str):
+        raise TypeError(f"rich text is a {type(value).__name__}")
+    return value.replace("\r\n", "\n") if value else None
+
+
+def _adf(text: str) -> dict[str, Any]:
+    """Plain text as ADF: blank-line separated paragraphs, single newlines as hard breaks."""
+    paragraphs: list[dict[str, Any]] = []
+    for paragraph in text.replace("\r\n", "\n").split("\n\n"):
+        content: list[dict[str, Any]] = []
+        for number, line in enumerate(paragraph.split("\n")):
+            if number:
+                content.append({"type": "hardBreak"})
+            if line:
+                content.append({"type": "text", "text": line})
+        paragraphs.append({"type": "paragraph", "content": content})
+    return {"type": "doc", "version": 1, "content": paragraphs}
+
+
+def _adf_text(node: dict[str, Any]) -> str:
+    """ADF as the plain text REST v2 shows: blocks apart by a blank line, marks dropped."""
+    kind = node.get("type")
+    if kind == "text":
+        return str(node.get("text", ""))
+    if kind == "hardBreak":
+        return "\n"
+    if kind == "mention":
+        return str((node.get("attrs") or {}).get("text", ""))
+    children = [c for c in node.get("content") or [] if isinstance(c, dict)]
+    inline = kind in ("paragraph", "heading")
+    return ("" if inline else "\n\n").join(_adf_text(child) for child in children)
