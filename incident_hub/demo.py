@@ -16,6 +16,7 @@ import httpx
 
 from incident_hub.api.app import create_app
 from incident_hub.api.auth import Scope
+from incident_hub.demo_sync import run_sync
 from incident_hub.hub import Hub
 from incident_hub.serving import ServerThread, free_port
 from incident_hub.settings import Settings
@@ -62,12 +63,17 @@ def run() -> int:
                 with httpx.Client(
                     base_url=server.url, headers={"Authorization": f"Bearer {key}"}, timeout=10
                 ) as api:
-                    return _scenario(api, hub, f"http://127.0.0.1:{receiver.server_port}/events")
+                    events_ok = _scenario(api, hub, f"http://127.0.0.1:{receiver.server_port}/events")
+                _say("\nPart 2: PagerDuty and Jira kept in step through the hub")
+                sync_ok = run_sync(hub, server.url, Path(tmp), _say)
+                _say("\ndemo " + ("passed" if events_ok and sync_ok else "FAILED"))
+                return 0 if events_ok and sync_ok else 1
         finally:
             receiver.shutdown()
 
 
-def _scenario(api: httpx.Client, hub: Hub, receiver_url: str) -> int:
+def _scenario(api: httpx.Client, hub: Hub, receiver_url: str) -> bool:
+    _say("Part 1: the unified API, the lifecycle, and signed events to a subscriber")
     _say(f"incident-hub demo: hub at {api.base_url}, SQLite at {hub.settings.resolved_database_url()}\n")
     api.post(
         "/api/v1/subscriptions",
@@ -135,8 +141,8 @@ def _scenario(api: httpx.Client, hub: Hub, receiver_url: str) -> int:
     ok = len(_Receiver.received) == len(expected) and all(
         d.state == "delivered" for d in hub.outbox.search(state=None, limit=1000)
     )
-    _say("\ndemo " + ("passed: every event delivered once, signed" if ok else "FAILED: events missing"))
-    return 0 if ok else 1
+    _say("   " + ("every event delivered once, signed" if ok else "FAILED: events missing"))
+    return ok
 
 
 def _summary(name: str, body: dict[str, Any]) -> str:

@@ -16,17 +16,21 @@ Vendor quirks, each from its source:
   (`GET /rest/api/3/issue/{id}/transitions`), each naming its target status `to.name`.
 - `/rest/api/3/search` is gone (CHANGE-2046); `/rest/api/3/search/jql` pages by `nextPageToken` and is
   eventually consistent (its description in the v3 spec): a create whose answer was lost moments ago may
-  not be found yet.
+  not be found yet. jira-python calls it only when it knows the site is Cloud (`@cloud_api` on
+  `JIRA.enhanced_search_issues` returns None otherwise), which `get_server_info=False` leaves unknown.
 - JQL dates are wall-clock minutes in the searching account's profile time zone ("yyyy/MM/dd HH:mm", JQL
   field reference "Updated"): `since` is converted to the `timeZone` of `GET /rest/api/3/myself`.
 - JQL sees entity properties only when an app declares them indexed (Connect `jiraEntityProperties`,
   Forge `jira:entityProperty`), which an API-token integration cannot: the hub id rides a label, set in
-  the create call itself and carried by issue webhooks (`fields.labels`); the property is a copy for
-  people and automation.
+  the create call itself and carried by issue webhooks (`fields.labels`); the property (`property_key`)
+  is an optional copy for apps and automation.
 - Admin webhooks with a secret are signed `X-Hub-Signature: sha256=<hex HMAC-SHA256 of the raw body>`
-  (Atlassian "Secure admin webhooks", WebSub `method=signature`), and `X-Atlassian-Webhook-Identifier`
-  stays the same across retries. Webhooks of OAuth 2.0/Connect apps cannot be signed that way: a connector
-  without a webhook secret takes each delivery as a hint and reads the issue or comment through the API.
+  (Atlassian "Secure admin webhooks", WebSub `method=signature`; vendor/jira/webhook-signature/).
+  `X-Atlassian-Webhook-Identifier` stays the same across retries (jira.js `WebhookHeaders`, from a
+  captured delivery; Atlassian's page names it only second-hand, vendor/jira/NOTES.md). Deliveries travel
+  in two lanes (primary, and secondary for cascades) and come in no guaranteed order.
+- Webhooks of OAuth 2.0/Connect apps are not signed that way: a connector without a webhook secret takes
+  each delivery as a hint and reads the issue or comment through the API: a forged one only makes it look.
 - Changelog items name the field by `fieldId` (Cloud); `field` is the display name ("Story Points",
   "Status"). Server/DC bodies have no `fieldId`: system fields (`fieldtype` "jira") are read by `field`
   (webhook-issue-updated-assigned-on-server.json). Comment webhooks carry no `user`: the actor is the
@@ -83,6 +87,11 @@ _ISSUE_EVENTS = {
     "jira:issue_deleted": ChangeKind.DELETED,
 }
 _COMMENT_EVENTS = frozenset({"comment_created", "comment_updated"})
+_MISCONFIGURED = (
+    requests.exceptions.InvalidURL,
+    requests.exceptions.MissingSchema,
+    requests.exceptions.InvalidSchema,
+)
 # What a malformed body raises while it is read; pydantic's ValidationError is a ValueError.
 _MALFORMED = (KeyError, TypeError, AttributeError, ValueError, OverflowError, OSError, RecursionError)
 
@@ -98,7 +107,8 @@ class JiraOptions(BaseModel):
     project_key: str = Field(description="Project new issues are opened in, e.g. OPS.")
     issue_type: str = Field(default="Incident", description="Issue type name of new issues.")
     property_key: str | None = Field(
-        default="incident-hub", description="Issue property holding {incidentId, number}; null for none."
+        default=None,
+        description="Also keep {incidentId, number} in this issue property (one more call per create).",
     )
     labels: list[str] = Field(
         default_factory=lambda: ["incident-hub"], description="Labels on every issue the hub opens."
@@ -166,6 +176,8 @@ class JiraConnector(Connector):
             if response is not None:
                 raise_for_status(response.status_code, response.text, response.headers.get, "Jira")
             raise PermanentDeliveryError(f"Jira: {error.text or error}") from error
+        except _MISCONFIGURED as error:
+            raise PermanentDeliveryError(f"Jira base URL {self.config.base_url!r}: {error}") from error
         except requests.RequestException as error:
             raise RetryableDeliveryError(f"Jira unreachable: {type(error).__name__}: {error}") from error
 
@@ -477,9 +489,7 @@ class JiraConnector(Connector):
 
     async def update(self, ref: ExternalRef, fields: dict[str, Any]) -> PushResult:
         def update() -> PushResult:
-            issue = self._call(
-                self.client().issue, ref.external_id, fields="status,priority,summary,description"
-            )
+            issue = self._call(self.client().issue, ref.external_id, fields=self._read_fields())
             edits = self._edits(fields, self._fields_of(issue.raw["fields"]))
             if edits:
                 self._call(issue.update, fields=edits)  # then the client reloads the issue
