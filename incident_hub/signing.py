@@ -14,4 +14,5 @@ def sign_sha256(secret: str | bytes, body: bytes) -> str:
 
 def signature_matches(secret: str | bytes, body: bytes, presented: str) -> bool:
     """Constant-time check of one presented hex signature."""
-    return hmac.compare_digest(sign_sha256(secret, body), presented.strip().lower())
+    # Bytes, not str: compare_digest refuses non-ASCII strings, and a header is attacker-controlled.
+    return hmac.compare_digest(sign_sha256(secret, body).encode(), presented.strip().lower().encode())

@@ -58,6 +58,8 @@ class ConnectorRegistry:
         self.failure_threshold = failure_threshold
         self.cool_down = timedelta(seconds=cool_down_seconds)
         self._instances: dict[str, tuple[dict[str, Any], Connector]] = {}
+        # Replaced instances may still be in use by a push in flight: closed at shutdown, not at once.
+        self._retired: list[Connector] = []
         self._lock = threading.Lock()
 
     # ---- configuration ------------------------------------------------------------------------------
@@ -124,7 +126,9 @@ class ConnectorRegistry:
                 return cached[1]
             instance = build(state.config)
             self._instances[connector_id] = (stored, instance)
-            return instance
+        if cached is not None:
+            self._retired.append(cached[1])
+        return instance
 
     def enabled_ids(self) -> list[str]:
         return [s.config.id for s in self.states() if s.config.enabled]
@@ -163,8 +167,9 @@ class ConnectorRegistry:
 
     async def close(self) -> None:
         with self._lock:
-            instances = [i for _, i in self._instances.values()]
+            instances = [i for _, i in self._instances.values()] + self._retired
             self._instances.clear()
+            self._retired = []
         for instance in instances:
             await instance.close()
 

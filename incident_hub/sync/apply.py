@@ -68,15 +68,39 @@ class Applier:
         )
         if ref is None:
             return self._first_sight(session, change, mapping)
+        ref.external_key = change.external_key or ref.external_key
+        ref.url = change.url or ref.url
+        if change.kind is ChangeKind.NOTE:
+            # Comments are not ordered against field changes (vendors send webhooks in no guaranteed
+            # order) and are deduplicated by their own id: a late one is still news.
+            if change.actor_is_self or change.note is None:
+                return Outcome("echo", ref.incident_id, "made by the connector's own account")
+            incident = self.incidents.get_in(session, ref.incident_id)
+            added = self._apply_note(session, incident.id, change)
+            return Outcome("applied" if added else "noop", ref.incident_id)
         seen = ref.last_vendor_timestamp
         if seen is not None and as_utc(change.vendor_timestamp) < seen:
             return Outcome("stale", ref.incident_id, f"vendor time {change.vendor_timestamp} < {seen}")
         ref.last_vendor_timestamp = as_utc(change.vendor_timestamp)
-        ref.external_key = change.external_key or ref.external_key
-        ref.url = change.url or ref.url
         if change.actor_is_self:
             return Outcome("echo", ref.incident_id, "made by the connector's own account")
+        if change.kind is ChangeKind.DELETED:
+            session.add(
+                TimelineRow(
+                    incident_id=ref.incident_id,
+                    type=TimelineType.SYNC,
+                    is_public=False,
+                    timestamp=utcnow(),
+                    author=change.actor,
+                    origin_connector=change.connector_id,
+                    message=f"{change.external_key or change.external_id} deleted in {change.connector_id}",
+                )
+            )
+            session.delete(ref)
+            return Outcome("unlinked", ref.incident_id, "deleted in the vendor")
         news = {k: v for k, v in change.fields.items() if ref.written.get(k, _MISSING) != v}
+        # What the vendor holds now: the next push writes only what differs from it.
+        ref.written = {**ref.written, **change.fields}
         incident = self.incidents.get_in(session, ref.incident_id)
         patch = to_canonical(mapping, incident, news)
         self._record_unmapped(session, change.connector_id, patch)
