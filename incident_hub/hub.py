@@ -58,7 +58,10 @@ class Hub:
         )
         self.dispatcher.targets["connector"] = ConnectorTarget(self.db, self.connectors, self.incidents)
         self.inbox = Inbox(
-            self.db, self.connectors, Applier(self.incidents), timedelta(hours=settings.webhook_max_age_hours)
+            self.db,
+            self.connectors,
+            Applier(self.incidents, self.connectors.owners),
+            timedelta(hours=settings.webhook_max_age_hours),
         )
         self._inbox_wakeup: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None

@@ -271,3 +271,44 @@ def test_failing_connector_is_paused_and_resumes_in_order(world: World) -> None:
     assert ticket["state"] == "working"
     assert [w[0] for w in world.service.writes] == ["POST"]
     assert world.api.get("/api/v1/deliveries", params={"state": "dead"}).json() == []
+
+
+def test_rate_limit_spaces_out_pushes(world: World) -> None:
+    config = world.api.get("/api/v1/connectors/tickets").json()["config"]
+    world.api.put(
+        "/api/v1/connectors/tickets", json={**config, "rate_limit_per_second": 2}
+    ).raise_for_status()
+    started = time.monotonic()
+    for n in range(6):
+        world.api.post("/api/v1/incidents", json={"title": f"Burst {n}"}).raise_for_status()
+    wait_until(lambda: len(world.service.tickets) == 6, timeout=15)
+    # Two at once (one second's burst), then one every half second.
+    assert time.monotonic() - started >= 1.5
+    assert [w[0] for w in world.service.writes] == ["POST"] * 6
+
+
+def test_field_owned_by_another_system_is_not_changed_from_this_one(world: World) -> None:
+    owner = TicketService()
+    with ServerThread(tickets_app(owner)) as owner_vendor:
+        world.api.put(
+            "/api/v1/connectors/owner",
+            json={
+                "id": "owner",
+                "kind": "tickets",
+                "base_url": owner_vendor.url,
+                "owns": ["status"],
+                "credentials": {"env": "TICKETS_TOKEN"},
+                "options": {"account": owner.bot},
+            },
+        ).raise_for_status()
+        ticket = world.service.open("alice", subject="Owned status", level=3)
+        incident = wait_until(world.incidents)[0]
+        world.settle()
+        world.service.act(ticket["id"], "alice", state="done", level=1)
+        wait_until(
+            lambda: world.api.get(f"/api/v1/incidents/{incident['id']}").json()["severity"] == "SEV1_CRITICAL"
+        )
+        world.settle()
+        after = world.api.get(f"/api/v1/incidents/{incident['id']}").json()
+        # Severity is nobody's: it changed. Status belongs to the other system: it did not.
+        assert after["status"] == "OPEN"

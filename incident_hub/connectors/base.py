@@ -159,6 +159,12 @@ class ConnectorConfig(BaseModel):
     rate_limit_per_second: float = Field(default=10.0, gt=0)
     max_concurrency: int = Field(default=4, ge=1)
     timeout_seconds: float = Field(default=10.0, gt=0)
+    owns: list[str] = Field(
+        default_factory=list,
+        description="Canonical fields this system owns (e.g. [status]): other connectors' changes to them "
+        "are ignored. Fields nobody owns follow the later vendor timestamp.",
+        examples=[["status"]],
+    )
     options: dict[str, Any] = Field(
         default_factory=dict, description="Vendor-specific, see the connector doc."
     )

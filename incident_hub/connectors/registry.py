@@ -130,6 +130,10 @@ class ConnectorRegistry:
             self._retired.append(cached[1])
         return instance
 
+    def owners(self) -> dict[str, str]:
+        """Canonical field -> the connector that owns it (per-field ownership, where configured)."""
+        return {field: s.config.id for s in self.states() if s.config.enabled for field in s.config.owns}
+
     def enabled_ids(self) -> list[str]:
         return [s.config.id for s in self.states() if s.config.enabled]
 

@@ -15,6 +15,7 @@ Order of the checks, each naming the failure it prevents:
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,8 +47,9 @@ class Outcome:
 
 
 class Applier:
-    def __init__(self, incidents: IncidentService) -> None:
+    def __init__(self, incidents: IncidentService, owners: Callable[[], dict[str, str]] = dict) -> None:
         self.incidents = incidents
+        self.owners = owners
 
     def apply(self, session: Session, change: ExternalChange, mapping: MappingDocument) -> Outcome:
         """Apply `change` inside `session` (the caller commits)."""
@@ -104,6 +106,7 @@ class Applier:
         incident = self.incidents.get_in(session, ref.incident_id)
         patch = to_canonical(mapping, incident, news)
         self._record_unmapped(session, change.connector_id, patch)
+        self._drop_not_owned(session, patch, change)
         changed = self._apply_patch(session, incident, patch, change)
         if change.note is not None:
             changed = self._apply_note(session, incident.id, change) or changed
@@ -213,6 +216,27 @@ class Applier:
             external_comment_id=note.external_comment_id,
         )
         return True
+
+    def _drop_not_owned(self, session: Session, patch: CanonicalPatch, change: ExternalChange) -> None:
+        """Per-field ownership: a field owned by another system is not changed from this one."""
+        owners = self.owners()
+        if not owners:
+            return
+        dropped = []
+        if patch.status is not None and owners.get("status", change.connector_id) != change.connector_id:
+            dropped.append("status")
+            patch.status = None
+        if patch.severity is not None and owners.get("severity", change.connector_id) != change.connector_id:
+            dropped.append("severity")
+            patch.severity = None
+        for field in [f for f in patch.fields if owners.get(f, change.connector_id) != change.connector_id]:
+            dropped.append(field)
+            del patch.fields[field]
+        if dropped:
+            log.info(
+                "changes to fields owned elsewhere ignored",
+                extra={"connector": change.connector_id, "fields": dropped},
+            )
 
     def _record_unmapped(self, session: Session, connector_id: str, patch: CanonicalPatch) -> None:
         now = utcnow()

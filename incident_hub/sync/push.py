@@ -12,6 +12,7 @@ import asyncio
 import logging
 from typing import Any
 
+from aiolimiter import AsyncLimiter
 from sqlalchemy import select
 
 from incident_hub.clock import as_utc, utcnow
@@ -35,6 +36,7 @@ class ConnectorTarget:
         self.registry = registry
         self.incidents = incidents
         self._gates: dict[str, asyncio.Semaphore] = {}
+        self._limits: dict[str, tuple[float, AsyncLimiter]] = {}
 
     async def deliver(self, delivery: ClaimedDelivery) -> int | None:
         try:
@@ -45,7 +47,7 @@ class ConnectorTarget:
         if state.paused(utcnow()):
             raise HeldDelivery(f"connector {connector.id} is paused: {state.pause_reason}")
         gate = self._gates.setdefault(connector.id, asyncio.Semaphore(connector.config.max_concurrency))
-        async with gate:
+        async with gate, self._limit(connector):
             try:
                 result = await self._push(connector, delivery)
             except DeliveryError as error:
@@ -56,6 +58,16 @@ class ConnectorTarget:
                 raise
         await asyncio.to_thread(self.registry.record_success, connector.id)
         return result
+
+    def _limit(self, connector: Connector) -> AsyncLimiter:
+        """The connector's rate limit: a leaky bucket of `rate_limit_per_second`, bursts up to one second's
+        worth. A push is one or a few vendor calls; the limit counts pushes."""
+        rate = connector.config.rate_limit_per_second
+        found = self._limits.get(connector.id)
+        if found is None or found[0] != rate:
+            found = (rate, AsyncLimiter(max(rate, 1.0), time_period=max(rate, 1.0) / rate))
+            self._limits[connector.id] = found
+        return found[1]
 
     async def _push(self, connector: Connector, delivery: ClaimedDelivery) -> int | None:
         incident_id = delivery.ordering_key
