@@ -13,6 +13,7 @@ import ssl
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
@@ -45,8 +46,18 @@ def _wait(what: str, found: Callable[[], T | None], timeout: float = 15.0) -> tu
     raise StepFailed(f"{what}: not seen within {timeout:.0f} s")
 
 
-def run_sync(hub: Hub, hub_url: str, workdir: Path, say: Callable[[str], None]) -> bool:
-    """Run the PagerDuty <-> Jira scenario against a running hub; True when every step arrived."""
+@dataclass
+class Vendors:
+    """The two sandboxes, connected to a hub, and a person's view of each vendor's UI."""
+
+    pd: PagerDutyState
+    jira: JiraState
+    pd_ui: httpx.Client
+    jira_ui: httpx.Client
+
+
+def connect_vendors(stack: ExitStack, hub: Hub, hub_url: str, workdir: Path) -> Vendors:
+    """Start PagerDuty and Jira sandboxes (closed with `stack`) and configure the hub's connectors to them."""
     tokens = {name: secrets.token_hex(16) for name in ("pd", "pd_hook", "jira", "jira_hook")}
     for name, value in tokens.items():
         os.environ[f"INCIDENT_HUB_DEMO_{name.upper()}"] = value
@@ -54,58 +65,59 @@ def run_sync(hub: Hub, hub_url: str, workdir: Path, say: Callable[[str], None]) 
     jira_app, jira_state = jira_sandbox(
         JIRA_EMAIL, tokens["jira"], tokens["jira_hook"], f"{hub_url}/webhooks/jira"
     )
+    pd = stack.enter_context(Sandbox(pd_app, pd_state, directory=workdir / "pagerduty"))
+    jira = stack.enter_context(Sandbox(jira_app, jira_state, directory=workdir / "jira"))
+    stack.callback(lambda: asyncio.run(hub.connectors.close()))
+    hub.connectors.upsert(
+        ConnectorConfig.model_validate(
+            {
+                "id": "pagerduty",
+                "kind": "pagerduty",
+                "base_url": pd.url,
+                "ca_bundle": str(pd.ca_bundle),
+                "credentials": {"env": "INCIDENT_HUB_DEMO_PD"},
+                "webhook_secret": {"env": "INCIDENT_HUB_DEMO_PD_HOOK"},
+                "options": {"from_email": HUB_EMAIL, "service_id": SERVICE_ID, "hub_user_id": HUB_USER_ID},
+            }
+        )
+    )
+    hub.connectors.upsert(
+        ConnectorConfig.model_validate(
+            {
+                "id": "jira",
+                "kind": "jira",
+                "base_url": jira.url,
+                "ca_bundle": str(jira.ca_bundle),
+                "credentials": {"env": "INCIDENT_HUB_DEMO_JIRA"},
+                "webhook_secret": {"env": "INCIDENT_HUB_DEMO_JIRA_HOOK"},
+                "options": {"email": JIRA_EMAIL, "project_key": "OPS", "hub_account_id": SERVICE_ACCOUNT_ID},
+            }
+        )
+    )
+    pd_ui = stack.enter_context(_ui(pd, "/_sandbox/pagerduty"))
+    jira_ui = stack.enter_context(_ui(jira, "/_sandbox/jira"))
+    return Vendors(pd_state, jira_state, pd_ui, jira_ui)
+
+
+def run_sync(hub: Hub, hub_url: str, workdir: Path, say: Callable[[str], None]) -> bool:
+    """Run the PagerDuty <-> Jira scenario against a running hub; True when every step arrived."""
     with ExitStack() as stack:
-        pd = stack.enter_context(Sandbox(pd_app, pd_state, directory=workdir / "pagerduty"))
-        jira = stack.enter_context(Sandbox(jira_app, jira_state, directory=workdir / "jira"))
-        hub.connectors.upsert(
-            ConnectorConfig.model_validate(
-                {
-                    "id": "pagerduty",
-                    "kind": "pagerduty",
-                    "base_url": pd.url,
-                    "ca_bundle": str(pd.ca_bundle),
-                    "credentials": {"env": "INCIDENT_HUB_DEMO_PD"},
-                    "webhook_secret": {"env": "INCIDENT_HUB_DEMO_PD_HOOK"},
-                    "options": {
-                        "from_email": HUB_EMAIL,
-                        "service_id": SERVICE_ID,
-                        "hub_user_id": HUB_USER_ID,
-                    },
-                }
-            )
-        )
-        hub.connectors.upsert(
-            ConnectorConfig.model_validate(
-                {
-                    "id": "jira",
-                    "kind": "jira",
-                    "base_url": jira.url,
-                    "ca_bundle": str(jira.ca_bundle),
-                    "credentials": {"env": "INCIDENT_HUB_DEMO_JIRA"},
-                    "webhook_secret": {"env": "INCIDENT_HUB_DEMO_JIRA_HOOK"},
-                    "options": {
-                        "email": JIRA_EMAIL,
-                        "project_key": "OPS",
-                        "hub_account_id": SERVICE_ACCOUNT_ID,
-                    },
-                }
-            )
-        )
-        pd_ui = stack.enter_context(_ui(pd, "/_sandbox/pagerduty"))
-        jira_ui = stack.enter_context(_ui(jira, "/_sandbox/jira"))
-        say(f"\nPagerDuty sandbox at {pd.url}, Jira sandbox at {jira.url} (HTTPS, throw-away CA)")
+        vendors = connect_vendors(stack, hub, hub_url, workdir)
+        say("\nPagerDuty and Jira sandboxes over HTTPS (throw-away CA)")
         try:
-            _scenario(hub, pd_state, jira_state, pd_ui, jira_ui, say)
+            _scenario(hub, vendors.pd, vendors.jira, vendors.pd_ui, vendors.jira_ui, say)
         except StepFailed as error:
             say(f"   FAILED: {error}")
             return False
-        finally:
-            asyncio.run(hub.connectors.close())
-        hub_writes = len(pd_state.ledger.writes()) + len(jira_state.ledger.writes())
+        pd_writes, jira_writes = len(vendors.pd.ledger.writes()), len(vendors.jira.ledger.writes())
+        # Two changes started in each system; each must cost exactly one write in the other, none back.
+        exact = pd_writes == 2 and jira_writes == 2
         say(
-            f"\n   vendor API writes by the hub: PagerDuty {len(pd_state.ledger.writes())}, "
-            f"Jira {len(jira_state.ledger.writes())} (total {hub_writes}); echoes sent back: 0"
+            f"\n   hub writes: PagerDuty {pd_writes} (acknowledge, note), Jira {jira_writes} (create, Done): "
+            + ("one per change, no echoes" if exact else "NOT one per change")
         )
+        if not exact:
+            return False
     return True
 
 
