@@ -118,8 +118,9 @@ class Applier:
         if change.hub_incident_id is not None:
             row = session.get(IncidentRow, change.hub_incident_id)
             if row is not None:
-                incident = self.incidents.get_in(session, row.id)
-                self._link(session, row.id, change, to_vendor(mapping, incident))
+                # Written = what the vendor holds (the push that made it may not have finished its
+                # later steps): the next push writes whatever still differs.
+                self._link(session, row.id, change, dict(change.fields))
                 return Outcome("linked", row.id, "the object carries our incident id")
         if change.actor_is_self or change.kind not in (ChangeKind.CREATED, ChangeKind.SNAPSHOT):
             return Outcome("unlinked", None, f"{change.kind} for an object the hub does not know")

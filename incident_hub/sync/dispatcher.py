@@ -12,7 +12,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Protocol
@@ -56,6 +56,13 @@ class DeliveryTarget(Protocol):
     returns the HTTP status of the success (or None)."""
 
     async def deliver(self, delivery: ClaimedDelivery) -> int | None: ...
+
+
+def bounds_own_time(target: DeliveryTarget) -> bool:
+    """Targets whose work runs in threads (vendor client libraries) cannot be cancelled: cutting the wait
+    short would leave the call running while a retry starts a second one. They bound each call with their
+    own client timeouts instead, and set `bounds_own_time = True`."""
+    return bool(getattr(target, "bounds_own_time", False))
 
 
 class Dispatcher:
@@ -307,7 +314,10 @@ class Dispatcher:
                     attempt_number += 1
                     started = time.monotonic()
                     try:
-                        status = await asyncio.wait_for(target.deliver(delivery), self.attempt_timeout)
+                        if bounds_own_time(target):
+                            status = await self._with_heartbeat(delivery, target.deliver(delivery))
+                        else:
+                            status = await asyncio.wait_for(target.deliver(delivery), self.attempt_timeout)
                     except TimeoutError:
                         error = RetryableDeliveryError(f"no answer within {self.attempt_timeout}s")
                         await self._failed(delivery, started, error, attempt_number)
@@ -326,6 +336,20 @@ class Dispatcher:
                     log.info("delivered", extra={"attempt": attempt_number, "status_code": status})
         except DeliveryError as error:
             log.warning("delivery dead", extra={"attempt": attempt_number, "error": str(error)[:300]})
+
+    async def _with_heartbeat(self, delivery: ClaimedDelivery, work: Awaitable[int | None]) -> int | None:
+        """Await `work`, extending the claim while it runs, however long its own timeouts let it take."""
+
+        async def beat() -> None:
+            while True:
+                await asyncio.sleep(max(self.attempt_timeout / 2, 0.5))
+                await asyncio.to_thread(self._extend_lease, delivery.id, self.attempt_timeout)
+
+        heartbeat = asyncio.create_task(beat())
+        try:
+            return await work
+        finally:
+            heartbeat.cancel()
 
     async def _held(self, delivery: ClaimedDelivery, started: float, error: DeliveryError) -> None:
         await asyncio.to_thread(

@@ -31,6 +31,9 @@ log = logging.getLogger(__name__)
 
 
 class ConnectorTarget:
+    # Vendor client libraries run in threads: each call is bounded by the connector's `timeout_seconds`.
+    bounds_own_time = True
+
     def __init__(self, db: Database, registry: ConnectorRegistry, incidents: IncidentService) -> None:
         self.db = db
         self.registry = registry
