@@ -515,12 +515,13 @@ def _caused(change: Change, event: EventRow) -> bool:
     """Whether the hub event is the one this change made (one change of each kind per incident)."""
     body = event.payload.get(event.type) if isinstance(event.payload, dict) else None
     status = body.get("new_status") if isinstance(body, dict) else None
+    kind = str(event.type)
     if change.kind == "trigger":
-        return event.type == "incident_created"
+        return kind == "incident_created"
     if change.kind == "priority":
-        return event.type in ("incident_escalated", "incident_updated")
+        return kind in ("incident_escalated", "incident_updated")
     wanted = "ACKNOWLEDGED" if change.kind == "acknowledge" else "RESOLVED"
-    return event.type == "incident_status_changed" and status == wanted
+    return kind == "incident_status_changed" and status == wanted
 
 
 def hub_stages(url: str, changes: list[Change], v: Vendors) -> dict[str, Any]:
