@@ -11,19 +11,28 @@ the `Connector` subclass), so a third party ships one without touching the hub.
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import logging
 import os
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from enum import StrEnum
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, ParamSpec, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from incident_hub.mapping.document import MappingDocument, default_for
 from incident_hub.model import ExternalRef, Incident, Severity
+
+log = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 class WebhookRejected(Exception):
@@ -180,6 +189,25 @@ class Connector(ABC):
         self.config = config
         self.id = config.id
         self.options = self.Options.model_validate(config.options)
+        self._executor: ThreadPoolExecutor | None = None
+
+    async def run_blocking(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run a blocking vendor-client call on this connector's own threads.
+
+        Each connector gets `max_concurrency` threads of its own, so a slow vendor never takes the
+        threads the database work and the other connectors run on (the default executor).
+        """
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(
+                max_workers=self.config.max_concurrency + 1, thread_name_prefix=f"connector-{self.id}"
+            )
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
+
+    def shutdown_executor(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
 
     # ---- inbound --------------------------------------------------------------------------------------
 
@@ -230,8 +258,8 @@ class Connector(ABC):
         return default_for(self.kind)
 
     async def close(self) -> None:
-        """Release clients."""
-        return None
+        """Release clients (subclasses that override this call it last)."""
+        self.shutdown_executor()
 
 
 ENTRY_POINT_GROUP = "incident_hub.connectors"
@@ -241,7 +269,11 @@ def available_kinds() -> dict[str, type[Connector]]:
     """Every connector class installed, by kind (entry-point name)."""
     kinds: dict[str, type[Connector]] = {}
     for entry in entry_points(group=ENTRY_POINT_GROUP):
-        loaded = entry.load()
+        try:
+            loaded = entry.load()
+        except Exception:  # one broken plug-in must not take the others down
+            log.exception("connector kind %r (%s) cannot be loaded", entry.name, entry.value)
+            continue
         if isinstance(loaded, type) and issubclass(loaded, Connector):
             kinds[entry.name] = loaded
     return kinds

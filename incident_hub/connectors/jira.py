@@ -39,7 +39,6 @@ Vendor quirks, each from its source:
 
 from __future__ import annotations
 
-import asyncio
 import json
 import threading
 import time
@@ -183,7 +182,8 @@ class JiraConnector(Connector):
 
     async def close(self) -> None:
         if self._client is not None:
-            await asyncio.to_thread(self._client.close)
+            await self.run_blocking(self._client.close)
+        await super().close()
 
     def _myself(self, *, fresh: bool = False) -> dict[str, Any]:
         if self._me is None or fresh:
@@ -464,7 +464,7 @@ class JiraConnector(Connector):
                 url=self._browse(issue.get("key")),
             )
 
-        return await asyncio.to_thread(find)
+        return await self.run_blocking(find)
 
     async def create(self, incident: Incident, fields: dict[str, Any]) -> PushResult:
         def create() -> PushResult:
@@ -485,7 +485,7 @@ class JiraConnector(Connector):
                 self._move_to(issue_id, key, str(fields["status"]), _status_now(issue.raw["fields"]))
             return PushResult(external_id=issue_id, external_key=key, url=self._browse(key))
 
-        return await asyncio.to_thread(create)
+        return await self.run_blocking(create)
 
     async def update(self, ref: ExternalRef, fields: dict[str, Any]) -> PushResult:
         def update() -> PushResult:
@@ -497,7 +497,7 @@ class JiraConnector(Connector):
                 self._move_to(issue.id, issue.key, str(fields["status"]), _status_now(issue.raw["fields"]))
             return PushResult(external_id=str(issue.id), external_key=issue.key, url=self._browse(issue.key))
 
-        return await asyncio.to_thread(update)
+        return await self.run_blocking(update)
 
     async def add_note(self, ref: ExternalRef, note: OutboundNote) -> str:
         def add_note() -> str:
@@ -505,7 +505,7 @@ class JiraConnector(Connector):
             body: Any = _adf(note.body)
             return str(self._call(self.client().add_comment, ref.external_id, body).id)
 
-        return await asyncio.to_thread(add_note)
+        return await self.run_blocking(add_note)
 
     async def fetch(self, ref: ExternalRef) -> ExternalChange:
         def fetch() -> ExternalChange:
@@ -513,10 +513,10 @@ class JiraConnector(Connector):
                 self._call(self.client().issue, ref.external_id, fields=self._read_fields()).raw
             )
 
-        return await asyncio.to_thread(fetch)
+        return await self.run_blocking(fetch)
 
     async def list_changed(self, since: datetime) -> AsyncIterator[ExternalChange]:
-        me = await asyncio.to_thread(self._myself)
+        me = await self.run_blocking(self._myself)
         try:
             zone = ZoneInfo(str(me.get("timeZone") or "UTC"))
         except (ZoneInfoNotFoundError, ValueError):
@@ -526,7 +526,7 @@ class JiraConnector(Connector):
         jql = f'project = {_quoted(self.options.project_key)} AND updated >= "{local}" ORDER BY updated ASC'
         token: str | None = None
         while True:
-            page = await asyncio.to_thread(
+            page = await self.run_blocking(
                 self._search,
                 jql,
                 token,
@@ -542,7 +542,7 @@ class JiraConnector(Connector):
     async def health(self) -> Health:
         started = time.monotonic()
         try:
-            me = await asyncio.to_thread(self._myself, fresh=True)
+            me = await self.run_blocking(self._myself, fresh=True)
         except DeliveryError as error:
             return Health(ok=False, detail=str(error))
         elapsed = round((time.monotonic() - started) * 1000, 1)

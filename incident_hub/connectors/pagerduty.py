@@ -15,7 +15,6 @@ Vendor quirks, each from PagerDuty's docs:
 
 from __future__ import annotations
 
-import asyncio
 import json
 import ssl
 import threading
@@ -119,11 +118,12 @@ class PagerDutyConnector(Connector):
         return response.json() if response.content else None
 
     async def _acall(self, method: str, path: str, **kw: Any) -> Any:
-        return await asyncio.to_thread(self._call, method, path, **kw)
+        return await self.run_blocking(self._call, method, path, **kw)
 
     async def close(self) -> None:
         if self._client is not None:
-            await asyncio.to_thread(self._client.close)
+            await self.run_blocking(self._client.close)
+        await super().close()
 
     def _hub_user_id(self) -> str | None:
         if self.options.hub_user_id:
@@ -289,7 +289,7 @@ class PagerDutyConnector(Connector):
                 )["incident"]
             return _result(created)
 
-        return await asyncio.to_thread(create)
+        return await self.run_blocking(create)
 
     async def update(self, ref: ExternalRef, fields: dict[str, Any]) -> PushResult:
         def update() -> PushResult:
@@ -299,7 +299,7 @@ class PagerDutyConnector(Connector):
             updated = self._call("PUT", f"/incidents/{ref.external_id}", json={"incident": body})["incident"]
             return _result(updated)
 
-        return await asyncio.to_thread(update)
+        return await self.run_blocking(update)
 
     async def add_note(self, ref: ExternalRef, note: OutboundNote) -> str:
         created = await self._acall(
