@@ -6,6 +6,7 @@ import json
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -89,3 +90,16 @@ class Receiver:
 
 def event_name(event: dict[str, Any]) -> str:
     return next(k for k in event if k not in ("event_id", "timestamp"))
+
+
+def wait_until(
+    condition: Callable[[], Any], timeout: float = 10.0, describe: Callable[[], str] | None = None
+) -> Any:
+    """Poll `condition` until it gives something true, and return that; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"not reached within {timeout}s" + (f": {describe()}" if describe else ""))

@@ -15,7 +15,6 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -30,7 +29,7 @@ from incident_hub.serving import free_port
 from incident_hub.store import migrate
 from incident_hub.store.db import Database
 from incident_hub.store.tables import DeliveryAttemptRow, DeliveryRow, EventRow
-from tests.support import Answer, Received, Receiver
+from tests.support import Answer, Received, Receiver, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -189,13 +188,6 @@ def received_event_ids(receiver: Receiver) -> list[str]:
     return [str(r.json()["event_id"]) for r in received(receiver)]
 
 
-def wait_until(condition: Callable[[], bool], timeout: float, describe: Callable[[], str]) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"not reached within {timeout}s: {describe()}")
 
 
 def summary(deliveries: list[DeliveryState]) -> dict[str, int]:

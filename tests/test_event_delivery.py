@@ -13,7 +13,7 @@ from incident_hub.api.app import create_app
 from incident_hub.api.auth import Scope
 from incident_hub.hub import Hub
 from tests.conftest import key_for, test_settings
-from tests.support import Answer, Receiver, event_name
+from tests.support import Answer, Receiver, event_name, wait_until
 
 SECRET = "subscriber-secret-1"
 
@@ -35,13 +35,6 @@ def deliveries(api: TestClient, state: str) -> list[dict[str, object]]:
     return result
 
 
-def wait_until(condition: object, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if callable(condition) and condition():
-            return
-        time.sleep(0.02)
-    raise AssertionError("condition not met in time")
 
 
 def test_subscriber_receives_signed_events_in_order(api: TestClient, receiver: Receiver) -> None:

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from incident_hub.mapping.document import MappingError, default_for, parse, read_severity
-from incident_hub.mapping.translate import to_canonical, to_vendor
+from incident_hub.mapping.translate import settled, to_canonical, to_vendor
 from incident_hub.model import Incident, Roles, Severity, Status
 
 KINDS = ["pagerduty", "jira"]
@@ -115,3 +115,29 @@ status:
               RESOLVED: r, CLOSED: r}
   from_vendor: {o: OPEN, r: RESOLVED}
 """)
+
+
+def test_one_changed_severity_field_is_read_with_the_others_the_vendor_holds() -> None:
+    mapping = default_for("pagerduty")
+    current = incident(Status.OPEN, Severity.SEV3_MEDIUM)
+    held = {"status": "acknowledged", "priority": "P3", "urgency": "high"}
+    # Only urgency differs from what we wrote; priority P3 still says SEV3 (priority wins over urgency).
+    patch = to_canonical(mapping, current, {"status": "acknowledged", "urgency": "high"}, held=held)
+    assert patch.severity is None
+    assert patch.status is Status.ACKNOWLEDGED
+    # Without what the vendor holds, urgency alone would read as SEV2.
+    assert to_canonical(mapping, current, {"urgency": "high"}).severity is Severity.SEV2_HIGH
+
+
+def test_vendor_values_that_already_say_the_canonical_value_are_not_overwritten() -> None:
+    pagerduty, jira = default_for("pagerduty"), default_for("jira")
+    sev3 = incident(Status.OPEN, Severity.SEV3_MEDIUM)
+    assert {"urgency", "priority"} <= settled(pagerduty, sev3, {"priority": "P3", "urgency": "high"})
+    sev2 = incident(Status.OPEN, Severity.SEV2_HIGH)
+    assert not {"urgency", "priority"} & settled(pagerduty, sev2, {"priority": "P3", "urgency": "high"})
+    resolved = incident(Status.RESOLVED)
+    done = [value for value, status in jira.status.from_vendor.items() if status is Status.RESOLVED]
+    assert len(done) > 1
+    for value in done:
+        assert jira.status.field in settled(jira, resolved, {jira.status.field: value})
+    assert jira.status.field not in settled(jira, incident(Status.OPEN), {jira.status.field: done[0]})

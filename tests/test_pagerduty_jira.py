@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -18,16 +17,7 @@ from incident_hub.sandbox.jira.render import adf_text
 from incident_hub.sandbox.pagerduty import RESPONDER_ID
 from incident_hub.serving import ServerThread
 from tests.conftest import test_settings
-
-
-def wait_until(condition: Callable[[], Any], timeout: float = 15.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError("condition not met in time")
+from tests.support import wait_until
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import importlib
 import json
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,22 +22,13 @@ from incident_hub.hub import Hub
 from incident_hub.serving import ServerThread
 from incident_hub.signing import sign_sha256
 from tests.conftest import key_for, test_settings
+from tests.support import wait_until
 
 EXAMPLE = Path(__file__).parent / "example_connector"
 sys.path.insert(0, str(EXAMPLE))
 importlib.invalidate_caches()
 
 from tickets_app import TicketService, tickets_app  # noqa: E402
-
-
-def wait_until(condition: Callable[[], Any], timeout: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.03)
-    raise AssertionError("condition not met in time")
 
 
 class World:

@@ -11,16 +11,22 @@ Vendor quirks, each from PagerDuty's docs:
 - V3 webhook signatures: `X-PagerDuty-Signature: v1=<hex HMAC-SHA256>`, several during secret rotation
   (webhooks "Verifying Signatures"); `event.id` identifies a delivery across retries.
 - Webhook agents are user references without email: the hub's own user is recognised by id.
+- Events API v2 mode (option `mode: events`, for routing-key setups): incidents are triggered,
+  acknowledged and resolved by `dedup_key` through `pagerduty.EventsApiV2Client`; the dedup key is the
+  link's external id. The Events API cannot set title, urgency or priority after the trigger, nor add
+  notes: notes go through the REST API when a REST token (`credentials`) is also configured.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import ssl
 import threading
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal, TypeVar
 
 import httpx2
 import pagerduty
@@ -30,11 +36,13 @@ from incident_hub.connectors.base import (
     ChangeKind,
     Connector,
     ConnectorConfig,
+    ConnectorError,
     ExternalChange,
     ExternalNote,
     Health,
     OutboundNote,
     PushResult,
+    Secret,
     WebhookParseError,
     WebhookRejected,
 )
@@ -43,12 +51,31 @@ from incident_hub.model import ExternalRef, Incident
 from incident_hub.signing import signature_matches
 from incident_hub.sync.retry import PermanentDeliveryError, RetryableDeliveryError, raise_for_status
 
+log = logging.getLogger(__name__)
+
 SIGNATURE_HEADER = "x-pagerduty-signature"
 KEY_PREFIX = "incident-hub/"
 _RETRY_STATUSES = (408, 425, 429, 500, 502, 503, 504)
+_ASSIGNMENT_EVENTS = {
+    "incident.escalated": "Escalated in PagerDuty",
+    "incident.reassigned": "Reassigned in PagerDuty",
+    "incident.delegated": "Reassigned to another escalation policy in PagerDuty",
+}
+# Events API v2 payload severity for the priority the mapping writes.
+_EVENT_SEVERITY = {"P1": "critical", "P2": "error", "P3": "warning", "P4": "info", "P5": "info"}
+_Client = TypeVar("_Client", pagerduty.RestApiV2Client, pagerduty.EventsApiV2Client)
 
 
 class PagerDutyOptions(BaseModel):
+    mode: Literal["rest", "events"] = Field(
+        default="rest",
+        description="`rest`: REST API v2 with a user token. `events`: Events API v2 with a routing key "
+        "(trigger/acknowledge/resolve by dedup key); REST is used besides only for notes and reads.",
+    )
+    routing_key: Secret | None = Field(
+        default=None, description="Events API v2 integration key (by `env` or `file`), for `mode: events`."
+    )
+    events_url: str = Field(default="https://events.pagerduty.com", description="Events API v2 host.")
     from_email: str = Field(description="Email of the PagerDuty user the hub acts as (the `From` header).")
     service_id: str = Field(description="Service new incidents are opened on.")
     hub_user_id: str | None = Field(
@@ -66,7 +93,10 @@ class PagerDutyConnector(Connector):
 
     def __init__(self, config: ConnectorConfig) -> None:
         super().__init__(config)
+        if self.options.mode == "events" and self.options.routing_key is None:
+            raise ConnectorError("PagerDuty `mode: events` needs the option `routing_key`")
         self._client: pagerduty.RestApiV2Client | None = None
+        self._events: pagerduty.EventsApiV2Client | None = None
         self._lock = threading.Lock()
         self._priority_ids: dict[str, str] = {}
         self._user_ids: dict[str, str] = {}
@@ -86,34 +116,49 @@ class PagerDutyConnector(Connector):
                 token = self.config.credentials.read() if self.config.credentials else None
                 if token is None:
                     raise PermanentDeliveryError(f"connector {self.id}: no credentials configured")
-                verify: ssl.SSLContext | bool = True
-                if self.config.ca_bundle is not None:
-                    verify = ssl.create_default_context()
-                    verify.load_verify_locations(cafile=str(self.config.ca_bundle))
                 client = pagerduty.RestApiV2Client(
                     token.get_secret_value(),
                     default_from=self.options.from_email,
                     base_url=self.config.base_url.rstrip("/"),
-                    verify=verify,
+                    verify=self._verify(),
                 )
-                client.timeout = max(1, int(self.config.timeout_seconds))
-                # One attempt per call: every retry status returns at once, network errors raise at once.
-                client.retry = dict.fromkeys(_RETRY_STATUSES, 1)
-                client.max_http_attempts = -1
-                client.max_network_attempts = 0
-                self._client = client
+                self._client = self._one_attempt(client)
             return self._client
 
+    def events(self) -> pagerduty.EventsApiV2Client:
+        with self._lock:
+            if self._events is None:
+                assert self.options.routing_key is not None
+                client = pagerduty.EventsApiV2Client(
+                    self.options.routing_key.read().get_secret_value(),
+                    base_url=self.options.events_url.rstrip("/"),
+                    verify=self._verify(),
+                )
+                self._events = self._one_attempt(client)
+            return self._events
+
+    def _verify(self) -> ssl.SSLContext | bool:
+        if self.config.ca_bundle is None:
+            return True
+        context = ssl.create_default_context()
+        context.load_verify_locations(cafile=str(self.config.ca_bundle))
+        return context
+
+    def _one_attempt(self, client: _Client) -> _Client:
+        client.timeout = max(1, int(self.config.timeout_seconds))
+        # One attempt per call: every retry status returns at once, network errors raise at once.
+        client.retry = dict.fromkeys(_RETRY_STATUSES, 1)
+        client.max_http_attempts = -1
+        client.max_network_attempts = 0
+        return client
+
+    def _event(self, action: str, dedup_key: str, **properties: Any) -> None:
+        with _delivery_errors("PagerDuty Events API"):
+            self.events().send_event(action, dedup_key=dedup_key, **properties)
+
     def _call(self, method: str, path: str, **kw: Any) -> Any:
-        try:
+        with _delivery_errors("PagerDuty"):
             response = self.client().request(method, path, **kw)
-        except pagerduty.HttpError as error:
-            failed = error.response
-            if failed is not None:
-                raise_for_status(failed.status_code, failed.text, failed.headers.get, "PagerDuty")
-            raise PermanentDeliveryError(f"PagerDuty: {error}") from error
-        except pagerduty.Error as error:
-            raise RetryableDeliveryError(f"PagerDuty unreachable: {error}") from error
         raise_for_status(response.status_code, response.text, response.headers.get, "PagerDuty")
         return response.json() if response.content else None
 
@@ -121,8 +166,9 @@ class PagerDutyConnector(Connector):
         return await self.run_blocking(self._call, method, path, **kw)
 
     async def close(self) -> None:
-        if self._client is not None:
-            await self.run_blocking(self._client.close)
+        for client in (self._client, self._events):
+            if client is not None:
+                await self.run_blocking(client.close)
         await super().close()
 
     def _hub_user_id(self) -> str | None:
@@ -201,7 +247,7 @@ class PagerDutyConnector(Connector):
                 return [
                     ExternalChange(
                         **common,
-                        external_id=incident["id"],
+                        external_id=self._external_id(incident),
                         url=incident.get("html_url"),
                         kind=ChangeKind.NOTE,
                         note=ExternalNote(
@@ -214,7 +260,21 @@ class PagerDutyConnector(Connector):
             if data.get("type") != "incident":
                 return []
             kind = ChangeKind.CREATED if event_type == "incident.triggered" else ChangeKind.UPDATED
-            return [self._incident_change(data, kind, common)]
+            change = self._incident_change(data, kind, common)
+            said = _ASSIGNMENT_EVENTS.get(event_type)
+            if said is None or is_self:
+                return [change]
+            # Who is paged now has no canonical field: it reaches the timeline as an internal note.
+            assignees = ", ".join(
+                str(a.get("summary")) for a in data.get("assignees") or [] if isinstance(a, dict)
+            )
+            note = ExternalNote(
+                external_comment_id=f"event:{event.get('id')}",
+                body=f"{said}" + (f"; paging {assignees}" if assignees else ""),
+                author=common["actor"],
+                is_public=False,
+            )
+            return [change, change.model_copy(update={"kind": ChangeKind.NOTE, "fields": {}, "note": note})]
         except (KeyError, TypeError, AttributeError, ValueError) as error:
             # ValueError includes pydantic's ValidationError: a field of the wrong type.
             raise WebhookParseError(f"PagerDuty {event_type}: {type(error).__name__}: {error}") from None
@@ -230,19 +290,29 @@ class PagerDutyConnector(Connector):
             fields["priority"] = priority["summary"]
         policy = data.get("escalation_policy")
         if isinstance(policy, dict) and self.options.escalation_policies:
-            fields["escalation_policy"] = policy.get("id")
+            teams = {policy_id: team for team, policy_id in self.options.escalation_policies.items()}
+            # A policy no team is mapped to leaves the team as it is.
+            if policy.get("id") in teams:
+                fields["escalation_policy"] = teams[policy["id"]]
         if "body" in data and isinstance(data["body"], dict) and data["body"].get("details"):
             fields["description"] = data["body"]["details"]
         key = data.get("incident_key") or ""
         return ExternalChange(
             **common,
-            external_id=data["id"],
+            external_id=self._external_id(data),
             external_key=str(data.get("number") or data["id"]),
             url=data.get("html_url"),
             kind=kind,
             fields=fields,
             hub_incident_id=key.removeprefix(KEY_PREFIX) if key.startswith(KEY_PREFIX) else None,
         )
+
+    def _external_id(self, incident: dict[str, Any]) -> str:
+        """The incident's id in links: in events mode its dedup key (`incident_key`), which is what the
+        Events API addresses it by; otherwise PagerDuty's incident id."""
+        if self.options.mode == "events" and incident.get("incident_key"):
+            return str(incident["incident_key"])
+        return str(incident["id"])
 
     # ---- outbound -------------------------------------------------------------------------------------
 
@@ -265,6 +335,8 @@ class PagerDutyConnector(Connector):
         return body
 
     async def find(self, incident: Incident) -> PushResult | None:
+        if self.options.mode == "events":
+            return None  # a trigger with the incident's dedup key never opens a second incident
         found = await self._acall(
             "GET", "/incidents", params={"incident_key": KEY_PREFIX + str(incident.id), "date_range": "all"}
         )
@@ -272,6 +344,9 @@ class PagerDutyConnector(Connector):
         return _result(incidents[0]) if incidents else None
 
     async def create(self, incident: Incident, fields: dict[str, Any]) -> PushResult:
+        if self.options.mode == "events":
+            return await self.run_blocking(self._trigger, incident, fields)
+
         def create() -> PushResult:
             body = self._body(fields, creating=True)
             body |= {
@@ -291,7 +366,38 @@ class PagerDutyConnector(Connector):
 
         return await self.run_blocking(create)
 
+    def _trigger(self, incident: Incident, fields: dict[str, Any]) -> PushResult:
+        dedup_key = KEY_PREFIX + str(incident.id)
+        self._event(
+            "trigger",
+            dedup_key,
+            payload={
+                "summary": str(fields.get("title") or incident.title)[:1024],
+                "source": "incident-hub",
+                "severity": _EVENT_SEVERITY.get(str(fields.get("priority")), "error"),
+                "custom_details": {
+                    "hub_incident_id": str(incident.id),
+                    "number": incident.number,
+                    "description": incident.description,
+                },
+            },
+        )
+        self._status_event(dedup_key, fields)
+        return PushResult(external_id=dedup_key)
+
+    def _status_event(self, dedup_key: str, fields: dict[str, Any]) -> None:
+        status = fields.get("status")
+        if status == "acknowledged":
+            self._event("acknowledge", dedup_key)
+        elif status == "resolved":
+            self._event("resolve", dedup_key)
+
     async def update(self, ref: ExternalRef, fields: dict[str, Any]) -> PushResult:
+        if self.options.mode == "events":
+            # Title, urgency and priority cannot be changed through the Events API: status only.
+            await self.run_blocking(self._status_event, ref.external_id, fields)
+            return PushResult(external_id=ref.external_id, external_key=ref.external_key, url=ref.url)
+
         def update() -> PushResult:
             body = self._body(fields, creating=False)
             if len(body) == 1:
@@ -302,13 +408,36 @@ class PagerDutyConnector(Connector):
         return await self.run_blocking(update)
 
     async def add_note(self, ref: ExternalRef, note: OutboundNote) -> str:
+        incident_id = await self._incident_id(ref)
+        if incident_id is None:
+            log.info(
+                "note not sent: PagerDuty events mode without a REST token", extra={"connector": self.id}
+            )
+            return ""
         created = await self._acall(
-            "POST", f"/incidents/{ref.external_id}/notes", json={"note": {"content": note.body}}
+            "POST", f"/incidents/{incident_id}/notes", json={"note": {"content": note.body}}
         )
         return str(created["note"]["id"])
 
+    async def _incident_id(self, ref: ExternalRef) -> str | None:
+        """PagerDuty's incident id for a link (in events mode the link holds the dedup key)."""
+        if self.options.mode != "events":
+            return ref.external_id
+        if self.config.credentials is None:
+            return None
+        found = await self._acall(
+            "GET", "/incidents", params={"incident_key": ref.external_id, "date_range": "all"}
+        )
+        incidents = found.get("incidents", []) if found else []
+        if not incidents:
+            raise RetryableDeliveryError(f"PagerDuty has no incident with key {ref.external_id} yet")
+        return str(incidents[0]["id"])
+
     async def fetch(self, ref: ExternalRef) -> ExternalChange:
-        data = (await self._acall("GET", f"/incidents/{ref.external_id}"))["incident"]
+        incident_id = await self._incident_id(ref)
+        if incident_id is None:
+            raise PermanentDeliveryError("PagerDuty events mode without a REST token cannot read incidents")
+        data = (await self._acall("GET", f"/incidents/{incident_id}"))["incident"]
         common = {
             "connector_id": self.id,
             "vendor_timestamp": _time(data.get("updated_at") or data["created_at"]),
@@ -343,6 +472,9 @@ class PagerDutyConnector(Connector):
             offset += len(page.get("incidents", []))
 
     async def health(self) -> Health:
+        if self.options.mode == "events" and self.config.credentials is None:
+            # The Events API has no read call: a key is proved only by sending an event.
+            return Health(ok=True, detail="events mode: routing key configured (the Events API has no check)")
         started = datetime.now(UTC)
         try:
             await self._acall("GET", "/abilities")
@@ -350,6 +482,20 @@ class PagerDutyConnector(Connector):
             return Health(ok=False, detail=str(error))
         elapsed = (datetime.now(UTC) - started).total_seconds() * 1000
         return Health(ok=True, detail="PagerDuty REST API answers", latency_ms=round(elapsed, 1))
+
+
+@contextmanager
+def _delivery_errors(host: str) -> Iterator[None]:
+    """The client's exceptions as the retry policy's: HTTP errors by status, the rest as retryable."""
+    try:
+        yield
+    except pagerduty.HttpError as error:
+        failed = error.response
+        if failed is not None:
+            raise_for_status(failed.status_code, failed.text, failed.headers.get, host)
+        raise PermanentDeliveryError(f"{host}: {error}") from error
+    except pagerduty.Error as error:
+        raise RetryableDeliveryError(f"{host} unreachable: {error}") from error
 
 
 def _time(value: str) -> datetime:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -53,8 +54,20 @@ class ConnectorState:
 class ConnectorRegistry:
     """The live set of connectors. Instances are rebuilt when their stored configuration changes."""
 
-    def __init__(self, db: Database, *, failure_threshold: int = 5, cool_down_seconds: float = 300.0) -> None:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        failure_threshold: int = 5,
+        cool_down_seconds: float = 300.0,
+        cache_seconds: float = 1.0,
+    ) -> None:
         self.db = db
+        # Every push and every webhook asks for its connector's state: they share one read of the table
+        # per `cache_seconds` (writes through this registry refresh it at once; other replicas' writes
+        # are seen within `cache_seconds`).
+        self.cache_seconds = cache_seconds
+        self._cache: tuple[float, dict[str, ConnectorState]] | None = None
         self.failure_threshold = failure_threshold
         self.cool_down = timedelta(seconds=cool_down_seconds)
         self._instances: dict[str, tuple[dict[str, Any], Connector]] = {}
@@ -92,7 +105,7 @@ class ConnectorRegistry:
                     raise InvalidRequest(f"connector {config.id} is defined in the configuration file")
                 row.kind, row.config, row.enabled, row.updated_at = config.kind, stored, config.enabled, now
             state = _state(row)
-        invalidate_targets()
+        self.invalidate()
         return state
 
     def delete(self, connector_id: str) -> None:
@@ -103,18 +116,34 @@ class ConnectorRegistry:
             if row.source == "file":
                 raise InvalidRequest(f"connector {connector_id} is defined in the configuration file")
             session.delete(row)
+        self.invalidate()
+
+    def invalidate(self) -> None:
+        with self._lock:
+            self._cache = None
         invalidate_targets()
 
-    def states(self) -> list[ConnectorState]:
+    def _snapshot(self) -> dict[str, ConnectorState]:
+        now = time.monotonic()
+        with self._lock:
+            if self._cache is not None and now - self._cache[0] < self.cache_seconds:
+                return self._cache[1]
         with self.db.read() as session:
-            return [_state(r) for r in session.scalars(select(ConnectorRow).order_by(ConnectorRow.id))]
+            states = {
+                r.id: _state(r) for r in session.scalars(select(ConnectorRow).order_by(ConnectorRow.id))
+            }
+        with self._lock:
+            self._cache = (now, states)
+        return states
+
+    def states(self) -> list[ConnectorState]:
+        return list(self._snapshot().values())
 
     def state(self, connector_id: str) -> ConnectorState:
-        with self.db.read() as session:
-            row = session.get(ConnectorRow, connector_id)
-            if row is None:
-                raise NotFound(f"no connector {connector_id}")
-            return _state(row)
+        state = self._snapshot().get(connector_id)
+        if state is None:
+            raise NotFound(f"no connector {connector_id}")
+        return state
 
     def get(self, connector_id: str) -> Connector:
         """The connector instance, built from its current stored configuration."""
@@ -140,12 +169,16 @@ class ConnectorRegistry:
     # ---- circuit breaker ----------------------------------------------------------------------------
 
     def record_success(self, connector_id: str) -> None:
+        known = self._snapshot().get(connector_id)
+        if known is not None and not known.consecutive_failures and known.paused_until is None:
+            return  # the common case costs no write
         with self.db.write() as session:
             row = session.get(ConnectorRow, connector_id)
             if row is not None and (row.consecutive_failures or row.paused_until):
                 row.consecutive_failures = 0
                 row.paused_until = None
                 row.pause_reason = None
+        self.invalidate()
 
     def record_failure(self, connector_id: str, reason: str) -> bool:
         """Count a failed push; pause the connector after `failure_threshold` in a row. True if paused now."""
@@ -158,8 +191,11 @@ class ConnectorRegistry:
                 row.paused_until = utcnow() + self.cool_down
                 row.pause_reason = f"{row.consecutive_failures} failures in a row; last: {reason[:500]}"
                 log.warning("connector paused", extra={"connector": connector_id, "reason": row.pause_reason})
-                return True
-        return False
+                paused = True
+            else:
+                paused = False
+        self.invalidate()
+        return paused
 
     def resume(self, connector_id: str) -> ConnectorState:
         with self.db.write() as session:
@@ -167,7 +203,9 @@ class ConnectorRegistry:
             if row is None:
                 raise NotFound(f"no connector {connector_id}")
             row.paused_until, row.pause_reason, row.consecutive_failures = None, None, 0
-            return _state(row)
+            state = _state(row)
+        self.invalidate()
+        return state
 
     async def close(self) -> None:
         with self._lock:

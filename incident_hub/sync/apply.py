@@ -33,8 +33,14 @@ from incident_hub.mapping.document import MappingDocument
 from incident_hub.mapping.translate import CanonicalPatch, to_canonical, to_vendor
 from incident_hub.model import IllegalTransition, Incident, Status, TimelineType
 from incident_hub.store.tables import ExternalRefRow, IncidentRow, TimelineRow, UnmappedValueRow
+from incident_hub.sync.refs import insert_ref, ref_for
 
 log = logging.getLogger(__name__)
+
+
+class LinkRace(Exception):
+    """Two changes about one new vendor object were applied at once; the loser's transaction is undone
+    and applied again, when it finds the link."""
 
 
 @dataclass(frozen=True)
@@ -104,7 +110,7 @@ class Applier:
         # What the vendor holds now: the next push writes only what differs from it.
         ref.written = {**ref.written, **change.fields}
         incident = self.incidents.get_in(session, ref.incident_id)
-        patch = to_canonical(mapping, incident, news)
+        patch = to_canonical(mapping, incident, news, held=ref.written)
         self._record_unmapped(session, change.connector_id, patch)
         self._drop_not_owned(session, patch, change)
         changed = self._apply_patch(session, incident, patch, change)
@@ -120,8 +126,12 @@ class Applier:
             if row is not None:
                 # Written = what the vendor holds (the push that made it may not have finished its
                 # later steps): the next push writes whatever still differs.
-                self._link(session, row.id, change, dict(change.fields))
-                return Outcome("linked", row.id, "the object carries our incident id")
+                if self._link(session, row.id, change, dict(change.fields)):
+                    return Outcome("linked", row.id, "the object carries our incident id")
+                # The push that made the object recorded the link first: apply as to any linked object.
+                if ref_for(session, row.id, change.connector_id) is not None:
+                    return self._apply(session, change, mapping)
+                return Outcome("unlinked", row.id, "the incident is linked to another object of this vendor")
         if change.actor_is_self or change.kind not in (ChangeKind.CREATED, ChangeKind.SNAPSHOT):
             return Outcome("unlinked", None, f"{change.kind} for an object the hub does not know")
         patch = to_canonical(mapping, None, change.fields)
@@ -141,24 +151,25 @@ class Applier:
                 str(created.id), StatusChange(status=patch.status, author=change.actor), session=session
             )
         # Written = what the vendor has now: nothing to push back to it.
-        self._link(session, str(created.id), change, to_vendor(mapping, incident))
+        if not self._link(session, str(created.id), change, to_vendor(mapping, incident)):
+            # Another webhook about the same object linked it meanwhile: undo, and retry as an update.
+            raise LinkRace(f"{change.connector_id} object {change.external_id} was linked concurrently")
         return Outcome("created", str(created.id))
 
     def _link(
         self, session: Session, incident_id: str, change: ExternalChange, written: dict[str, Any]
-    ) -> None:
-        session.add(
-            ExternalRefRow(
-                incident_id=incident_id,
-                connector_id=change.connector_id,
-                external_id=change.external_id,
-                external_key=change.external_key,
-                url=change.url,
-                written=written,
-                last_vendor_timestamp=as_utc(change.vendor_timestamp),
-            )
+    ) -> bool:
+        """Record the link; False when one already exists for either side (see sync/refs.py)."""
+        return insert_ref(
+            session,
+            incident_id=incident_id,
+            connector_id=change.connector_id,
+            external_id=change.external_id,
+            external_key=change.external_key,
+            url=change.url,
+            written=written,
+            last_vendor_timestamp=as_utc(change.vendor_timestamp),
         )
-        session.flush()
 
     def _apply_patch(
         self, session: Session, incident: Incident, patch: CanonicalPatch, change: ExternalChange

@@ -25,7 +25,7 @@ from incident_hub.errors import NotFound
 from incident_hub.logs import log_context
 from incident_hub.store.db import Database
 from incident_hub.store.tables import InboxRow, WebhookRejectionRow
-from incident_hub.sync.apply import Applier
+from incident_hub.sync.apply import Applier, LinkRace
 
 log = logging.getLogger(__name__)
 
@@ -48,11 +48,17 @@ class Inbox:
         registry: ConnectorRegistry,
         applier: Applier,
         max_age: timedelta = timedelta(hours=48),
+        lease: timedelta = timedelta(seconds=10),
     ) -> None:
         self.db = db
         self.registry = registry
         self.applier = applier
         self.max_age = max_age
+        # A claimed batch is leased for this long: what a crashed replica had claimed waits at most this
+        # long. Applying is guarded by the row lock and the state check, so a lease that runs out while
+        # a slow replica is still working costs a wasted parse, never a second apply.
+        self.lease = lease
+        self.max_attempts = 5
 
     # ---- ingress ------------------------------------------------------------------------------------
 
@@ -122,7 +128,7 @@ class Inbox:
 
     # ---- processing ---------------------------------------------------------------------------------
 
-    def process_pending(self, limit: int = 50) -> int:
+    def process_pending(self, limit: int = 20) -> int:
         """Parse and apply pending inbox rows, oldest first; returns how many were processed."""
         now = utcnow()
         with self.db.write() as session:
@@ -140,9 +146,7 @@ class Inbox:
             )
             if ids:
                 session.execute(
-                    update(InboxRow)
-                    .where(InboxRow.id.in_(ids))
-                    .values(lease_until=now + timedelta(seconds=60))
+                    update(InboxRow).where(InboxRow.id.in_(ids)).values(lease_until=now + self.lease)
                 )
         for inbox_id in ids:
             self._process_one(inbox_id)
@@ -160,9 +164,10 @@ class Inbox:
                 changes = connector.parse_webhook(headers, body)
                 mapping = connector.mapping()
                 with self.db.write() as session:
+                    row = session.get(InboxRow, inbox_id, with_for_update=True)
+                    if row is None or row.state != "pending":
+                        return  # another replica applied it after our lease ran out
                     outcomes = [self.applier.apply(session, change, mapping) for change in changes]
-                    row = session.get(InboxRow, inbox_id)
-                    assert row is not None
                     row.state, row.processed_at, row.lease_until = "applied", utcnow(), None
                     row.error = "; ".join(
                         f"{o.result}" + (f": {o.detail}" if o.detail else "") for o in outcomes
@@ -170,14 +175,19 @@ class Inbox:
                 self.applier.incidents.wake()
                 log.info("webhook applied", extra={"outcomes": [o.result for o in outcomes]})
             except Exception as error:
-                log.exception("applying a webhook failed")
+                if isinstance(error, LinkRace):
+                    log.info("webhook raced another for a new link", extra={"error": str(error)})
+                else:
+                    log.exception("applying a webhook failed")
                 with self.db.write() as session:
                     row = session.get(InboxRow, inbox_id)
-                    if row is not None:
+                    if row is not None and row.state == "pending":
                         row.attempts += 1
                         row.error = f"{type(error).__name__}: {error}"[:2000]
-                        row.lease_until = None
-                        if row.attempts >= 5:
+                        # Back off 0.5, 1, 2, 4 s (a race is retried at once); then it waits for an admin.
+                        pause = 0.0 if isinstance(error, LinkRace) else 0.5 * 2 ** (row.attempts - 1)
+                        row.lease_until = utcnow() + timedelta(seconds=pause)
+                        if row.attempts >= self.max_attempts:
                             row.state = "failed"
 
     async def run(self, stop: asyncio.Event, wakeup: asyncio.Event, poll_seconds: float) -> None:

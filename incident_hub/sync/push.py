@@ -20,11 +20,13 @@ from incident_hub.connectors.base import Connector, ConnectorError, OutboundNote
 from incident_hub.connectors.registry import ConnectorRegistry
 from incident_hub.errors import NotFound
 from incident_hub.incidents import IncidentService
-from incident_hub.mapping.translate import to_vendor
+from incident_hub.mapping.document import MappingDocument
+from incident_hub.mapping.translate import settled, to_vendor
 from incident_hub.model import ExternalRef, Incident
 from incident_hub.store.db import Database
 from incident_hub.store.tables import ExternalRefRow
 from incident_hub.sync.dispatcher import ClaimedDelivery
+from incident_hub.sync.refs import insert_ref, ref_for
 from incident_hub.sync.retry import DeliveryError, HeldDelivery, PermanentDeliveryError
 
 log = logging.getLogger(__name__)
@@ -50,9 +52,9 @@ class ConnectorTarget:
         if state.paused(utcnow()):
             raise HeldDelivery(f"connector {connector.id} is paused: {state.pause_reason}")
         gate = self._gates.setdefault(connector.id, asyncio.Semaphore(connector.config.max_concurrency))
-        async with gate, self._limit(connector):
+        async with gate:
             try:
-                result = await self._push(connector, delivery)
+                result = await self._push(_Calls(connector, self._limit(connector)), delivery)
             except DeliveryError as error:
                 if not isinstance(error, PermanentDeliveryError):
                     paused = await asyncio.to_thread(self.registry.record_failure, connector.id, str(error))
@@ -63,8 +65,8 @@ class ConnectorTarget:
         return result
 
     def _limit(self, connector: Connector) -> AsyncLimiter:
-        """The connector's rate limit: a leaky bucket of `rate_limit_per_second`, bursts up to one second's
-        worth. A push is one or a few vendor calls; the limit counts pushes."""
+        """The connector's rate limit: a leaky bucket of `rate_limit_per_second` vendor calls, bursts up to
+        one second's worth. A delivery that needs no call (nothing changed) takes nothing from it."""
         rate = connector.config.rate_limit_per_second
         found = self._limits.get(connector.id)
         if found is None or found[0] != rate:
@@ -72,7 +74,7 @@ class ConnectorTarget:
             self._limits[connector.id] = found
         return found[1]
 
-    async def _push(self, connector: Connector, delivery: ClaimedDelivery) -> int | None:
+    async def _push(self, connector: _Calls, delivery: ClaimedDelivery) -> int | None:
         incident_id = delivery.ordering_key
         incident, ref = await asyncio.to_thread(self._load, incident_id, connector.id)
         if ref is None and not connector.config.routing.admits(incident):
@@ -83,16 +85,15 @@ class ConnectorTarget:
         if ref is None:
             await self._create(connector, incident, desired)
             return 201
-        changed = {k: v for k, v in desired.items() if ref.written.get(k) != v}
+        keep = settled(connector.mapping(), incident, ref.written)
+        changed = {k: v for k, v in desired.items() if ref.written.get(k) != v and k not in keep}
         if not changed:
             return None
         result = await connector.update(_model(ref), changed)
         await asyncio.to_thread(self._store, incident, connector.id, result, {**ref.written, **changed})
         return 200
 
-    async def _create(
-        self, connector: Connector, incident: Incident, desired: dict[str, Any]
-    ) -> ExternalRefRow:
+    async def _create(self, connector: _Calls, incident: Incident, desired: dict[str, Any]) -> ExternalRefRow:
         found = await connector.find(incident)
         result = found or await connector.create(incident, desired)
         if found is not None:
@@ -103,7 +104,7 @@ class ConnectorTarget:
         return await asyncio.to_thread(self._store, incident, connector.id, result, desired)
 
     async def _push_note(
-        self, connector: Connector, delivery: ClaimedDelivery, incident: Incident, ref: ExternalRefRow | None
+        self, connector: _Calls, delivery: ClaimedDelivery, incident: Incident, ref: ExternalRefRow | None
     ) -> int | None:
         body = delivery.payload["incident_note_added"]["note"]
         if body.get("origin_connector") == connector.id:
@@ -136,28 +137,36 @@ class ConnectorTarget:
     def _store(
         self, incident: Incident, connector_id: str, result: PushResult, written: dict[str, Any]
     ) -> ExternalRefRow:
+        vendor_time = as_utc(result.vendor_timestamp) if result.vendor_timestamp is not None else None
         with self.db.write() as session:
-            ref = session.scalar(
-                select(ExternalRefRow).where(
-                    ExternalRefRow.incident_id == str(incident.id),
-                    ExternalRefRow.connector_id == connector_id,
-                )
-            )
+            ref = ref_for(session, str(incident.id), connector_id)
             if ref is None:
-                ref = ExternalRefRow(
+                # The vendor's webhook for this object may link it at the same moment (see sync/refs.py).
+                insert_ref(
+                    session,
                     incident_id=str(incident.id),
                     connector_id=connector_id,
                     external_id=result.external_id,
-                    written={},
+                    external_key=result.external_key,
+                    url=result.url,
+                    written=dict(written),
+                    last_vendor_timestamp=vendor_time,
+                    last_synced_version=incident.version,
                 )
-                session.add(ref)
+                ref = ref_for(session, str(incident.id), connector_id)
+                if ref is None:
+                    raise PermanentDeliveryError(
+                        f"{connector_id} object {result.external_id} is linked to another incident"
+                    )
             ref.external_id = result.external_id
             ref.external_key = result.external_key or ref.external_key
             ref.url = result.url or ref.url
             ref.written = dict(written)
             ref.last_synced_version = incident.version
-            if result.vendor_timestamp is not None:
-                ref.last_vendor_timestamp = as_utc(result.vendor_timestamp)
+            if vendor_time is not None and (
+                ref.last_vendor_timestamp is None or vendor_time > ref.last_vendor_timestamp
+            ):
+                ref.last_vendor_timestamp = vendor_time
             session.flush()
             session.expunge(ref)
         log.info(
@@ -170,6 +179,35 @@ class ConnectorTarget:
             },
         )
         return ref
+
+
+class _Calls:
+    """A connector seen through its rate limit: each vendor call waits for its token."""
+
+    def __init__(self, connector: Connector, limit: AsyncLimiter) -> None:
+        self.connector = connector
+        self.limit = limit
+        self.id = connector.id
+        self.config = connector.config
+
+    def mapping(self) -> MappingDocument:
+        return self.connector.mapping()
+
+    async def find(self, incident: Incident) -> PushResult | None:
+        async with self.limit:
+            return await self.connector.find(incident)
+
+    async def create(self, incident: Incident, fields: dict[str, Any]) -> PushResult:
+        async with self.limit:
+            return await self.connector.create(incident, fields)
+
+    async def update(self, ref: ExternalRef, fields: dict[str, Any]) -> PushResult:
+        async with self.limit:
+            return await self.connector.update(ref, fields)
+
+    async def add_note(self, ref: ExternalRef, note: OutboundNote) -> str:
+        async with self.limit:
+            return await self.connector.add_note(ref, note)
 
 
 def _model(row: ExternalRefRow) -> ExternalRef:

@@ -47,6 +47,7 @@ from incident_hub.signing import sign_sha256
 from incident_hub.store.tables import InboxRow
 from incident_hub.sync.retry import PermanentDeliveryError
 from tests.conftest import key_for, test_settings
+from tests.support import wait_until
 
 VENDOR = Path(__file__).resolve().parents[3] / "shared" / "vendor" / "jira"
 EXAMPLES = VENDOR / "webhook-examples" / "mattermost-plugin-jira"
@@ -55,14 +56,6 @@ API = "/rest/api/3"
 MIA = {"actor": HUMAN_ACCOUNT_ID}
 
 
-def wait_until(condition: Callable[[], Any], timeout: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.03)
-    raise AssertionError("condition not met in time")
 
 
 def connector_config(jira: Sandbox, *, signed: bool = True, **options: Any) -> dict[str, Any]:

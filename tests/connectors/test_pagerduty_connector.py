@@ -6,7 +6,7 @@ import contextlib
 import json
 import ssl
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +22,13 @@ from incident_hub.connectors.pagerduty import PagerDutyConnector
 from incident_hub.hub import Hub
 from incident_hub.sandbox.common import Sandbox
 from incident_hub.sandbox.pagerduty import (
+    ESCALATION_POLICY_ID,
     HUB_EMAIL,
     HUB_USER_ID,
     RESPONDER_ID,
+    ROUTING_KEY,
+    SECOND_POLICY_ID,
+    SECONDARY_ID,
     SERVICE_ID,
     PagerDutyState,
     pagerduty_sandbox,
@@ -33,20 +37,11 @@ from incident_hub.serving import ServerThread
 from incident_hub.signing import sign_sha256
 from incident_hub.store.tables import InboxRow
 from tests.conftest import key_for, test_settings
+from tests.support import wait_until
 
 VENDOR = Path(__file__).resolve().parents[3] / "shared" / "vendor" / "pagerduty" / "webhooks-v3"
 TOKEN, SECRET = "pd-token-123", "pd-webhook-secret"
 CONTROL = "/_sandbox/pagerduty"
-
-
-def wait_until(condition: Callable[[], Any], timeout: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.03)
-    raise AssertionError("condition not met in time")
 
 
 class PagerDutyWorld:
@@ -188,6 +183,95 @@ def test_status_priority_and_notes_travel_both_ways_once(world: PagerDutyWorld) 
     assert len(world.state.incidents[pd_id].notes) == 2
 
 
+def _reconfigure(world: PagerDutyWorld, **options: Any) -> None:
+    config = connector_config(world.pd)
+    config["options"] |= options
+    response = world.api.put("/api/v1/connectors/pagerduty", json=config)
+    assert response.status_code == 200, response.text
+
+
+def test_team_reassignment_and_escalation_travel_both_ways(world: PagerDutyWorld) -> None:
+    _reconfigure(world, escalation_policies={"checkout": ESCALATION_POLICY_ID, "payments": SECOND_POLICY_ID})
+    incident = world.api.post(
+        "/api/v1/incidents", json={"title": "Card auth failing", "assigned_team": "checkout"}
+    ).json()
+    wait_until(lambda: world.state.incidents)
+    world.settle()
+    (pd_id,) = world.state.incidents
+    assert world.state.incidents[pd_id].policy_id == ESCALATION_POLICY_ID
+    hub_path = f"/api/v1/incidents/{incident['id']}"
+
+    # Reassigned in the hub: PagerDuty's incident moves to the team's escalation policy, in one write.
+    before = len(world.writes())
+    world.api.patch(hub_path, json={"assigned_team": "payments", "author": "alice"}).raise_for_status()
+    wait_until(lambda: world.state.incidents[pd_id].policy_id == SECOND_POLICY_ID)
+    world.settle()
+    assert world.writes()[before:] == [("PUT", f"/incidents/{pd_id}")]
+    put = world.state.ledger.entries(direction="in", path_prefix=f"/incidents/{pd_id}")[-1]
+    assert put.body["incident"]["escalation_policy"]["id"] == SECOND_POLICY_ID
+
+    # Reassigned and escalated by a person in PagerDuty: the team follows; who is paged reaches the
+    # timeline as an internal note; nothing is written back to PagerDuty.
+    before = len(world.writes())
+    world.control.post(
+        f"/incidents/{pd_id}/delegate",
+        json={"actor": RESPONDER_ID, "escalation_policy": ESCALATION_POLICY_ID},
+    ).raise_for_status()
+    wait_until(lambda: world.api.get(hub_path).json()["assigned_team"] == "checkout")
+    world.control.post(
+        f"/incidents/{pd_id}/escalate", json={"actor": RESPONDER_ID, "level": 2}
+    ).raise_for_status()
+    world.settle()
+    notes = [e for e in world.api.get(f"{hub_path}/timeline").json() if e["origin_connector"] == "pagerduty"]
+    said = [(e["message"], e["is_public"]) for e in notes if e["type"] == "NOTE"]
+    assert said == [
+        ("Reassigned to another escalation policy in PagerDuty; paging Riley Responder", False),
+        ("Escalated in PagerDuty; paging Sam Secondary", False),
+    ]
+    assert world.writes()[before:] == []
+    assert world.state.incidents[pd_id].assignments[0][0] == SECONDARY_ID
+
+
+def test_events_api_mode_triggers_acknowledges_and_resolves_by_dedup_key(
+    world: PagerDutyWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PD_ROUTING_KEY", ROUTING_KEY)
+    _reconfigure(world, mode="events", routing_key={"env": "PD_ROUTING_KEY"}, events_url=world.pd.url)
+    incident = world.api.post(
+        "/api/v1/incidents", json={"title": "Replication lag", "severity": "SEV3_MEDIUM"}
+    ).json()
+    wait_until(lambda: world.state.incidents)
+    world.settle()
+    (pd_id,) = world.state.incidents
+    key = f"incident-hub/{incident['id']}"
+    assert world.state.incidents[pd_id].incident_key == key
+    assert world.writes() == [("POST", "/v2/enqueue")]
+    (trigger,) = world.state.ledger.entries(direction="in", path_prefix="/v2/enqueue")
+    assert (trigger.body["event_action"], trigger.body["dedup_key"]) == ("trigger", key)
+    assert trigger.body["payload"]["severity"] == "warning"
+    assert trigger.body["payload"]["custom_details"]["hub_incident_id"] == incident["id"]
+    hub_path = f"/api/v1/incidents/{incident['id']}"
+    refs = world.api.get(hub_path).json()["external_refs"]
+    assert refs[0]["external_id"] == key
+    # PagerDuty's triggered webhook (agent: the service) was no news; the service's urgency stayed its own.
+    assert world.api.get(hub_path).json()["severity"] == "SEV3_MEDIUM"
+
+    world.api.put(f"{hub_path}/status", json={"status": "ACKNOWLEDGED", "author": "alice"}).raise_for_status()
+    wait_until(lambda: world.state.incidents[pd_id].status == "acknowledged")
+    world.settle()
+    actions = [e.body["event_action"] for e in world.state.ledger.entries(direction="in", path_prefix="/v2/")]
+    assert actions == ["trigger", "acknowledge"]
+    # A note goes through the REST API (a token is configured too), to the incident found by its key.
+    world.api.post(
+        f"{hub_path}/timeline", json={"message": "Failing over", "author": "alice"}
+    ).raise_for_status()
+    wait_until(lambda: world.state.incidents[pd_id].notes)
+    world.control.post(f"/incidents/{pd_id}/resolve", json={"actor": RESPONDER_ID}).raise_for_status()
+    wait_until(lambda: world.api.get(hub_path).json()["status"] == "RESOLVED")
+    world.settle()
+    assert [w for w in world.writes() if w[1] == "/v2/enqueue"] == [("POST", "/v2/enqueue")] * 2
+
+
 def test_server_errors_rate_limits_and_timeouts_are_retried(world: PagerDutyWorld) -> None:
     world.state.knobs.fail_next = [500, 429]
     world.state.knobs.retry_after_seconds = 1
@@ -259,9 +343,14 @@ def _connector() -> PagerDutyConnector:
 )
 def test_vendor_examples_parse_into_changes(fixture: str, kind: ChangeKind, status: str | None) -> None:
     body = (VENDOR / "zulip-fixtures" / fixture).read_bytes()
-    (change,) = _connector().parse_webhook({}, body)
+    change, *notes = _connector().parse_webhook({}, body)
     data = json.loads(body)["event"]["data"]
     assert (change.kind, change.external_id) == (kind, data["id"])
+    # Escalations and reassignments also tell the timeline who is paged now.
+    assert [n.kind for n in notes] == (
+        [ChangeKind.NOTE] if fixture in ("escalate_v3.json", "reassigned_v3.json") else []
+    )
+    assert all(n.note is not None and not n.note.is_public and "paging" in n.note.body for n in notes)
     if status is not None:
         assert change.fields["status"] == status
     assert change.event_id == json.loads(body)["event"]["id"]

@@ -19,6 +19,7 @@ SECONDARY_ID = "PSECOND"
 SECONDARY_EMAIL = "secondary@example.com"
 SERVICE_ID = "PSVC001"
 ESCALATION_POLICY_ID = "PEPOL01"
+SECOND_POLICY_ID = "PEPOL02"
 ROUTING_KEY = "e93facc04764012d7bfb002500d5d1a6"
 PRIORITY_IDS = {f"P{level}": f"PPRIO0{level}" for level in range(1, 6)}
 ABILITIES = ["teams", "read_only_users", "service_support_hours", "urgencies", "response_plays"]
@@ -180,13 +181,15 @@ class Account:
 
 
 def seeded_account(routing_key: str = ROUTING_KEY) -> Account:
-    """One service on one two-level escalation policy, priorities P1..P5, the hub's user and two people."""
+    """One service on a two-level escalation policy (and a second policy to reassign to), priorities
+    P1..P5, the hub's user and two people."""
     users = [
         User(HUB_USER_ID, "Incident Hub", HUB_EMAIL, role="admin"),
         User(RESPONDER_ID, "Riley Responder", RESPONDER_EMAIL),
         User(SECONDARY_ID, "Sam Secondary", SECONDARY_EMAIL),
     ]
     policy = EscalationPolicy(ESCALATION_POLICY_ID, "Default", ((RESPONDER_ID,), (SECONDARY_ID,)))
+    payments = EscalationPolicy(SECOND_POLICY_ID, "Payments", ((SECONDARY_ID,), (RESPONDER_ID,)))
     service = Service(SERVICE_ID, "Checkout API", policy.id, routing_key, datetime(2024, 1, 1, tzinfo=UTC))
     descriptions = {
         "P1": "Critical issue that warrants public notification and liaison with executive teams",
@@ -198,6 +201,6 @@ def seeded_account(routing_key: str = ROUTING_KEY) -> Account:
     return Account(
         users={u.id: u for u in users},
         services={service.id: service},
-        policies={policy.id: policy},
+        policies={policy.id: policy, payments.id: payments},
         priorities={id_: Priority(id_, name, descriptions[name]) for name, id_ in PRIORITY_IDS.items()},
     )

@@ -2,8 +2,8 @@
 
 Each action changes the incident as PagerDuty would and sends its V3 webhooks with that person (`actor`,
 a user id) as the `agent`. Only what PagerDuty's UI offers: acknowledge, resolve, reopen, reassign,
-escalate, change priority, add a note, add a responder. Unacknowledge stands for the acknowledgement
-timing out (the only way PagerDuty un-acknowledges).
+escalate, reassign to another escalation policy (delegate), change priority, add a note, add a responder.
+Unacknowledge stands for the acknowledgement timing out (the only way PagerDuty un-acknowledges).
 """
 
 from __future__ import annotations
@@ -36,6 +36,10 @@ class Reassign(Act):
 
 class Escalate(Act):
     level: int = Field(ge=1)
+
+
+class Delegate(Act):
+    escalation_policy: str = Field(description="Escalation policy id.", examples=["PEPOL02"])
 
 
 class ChangePriority(Act):
@@ -135,6 +139,16 @@ def control_router(state: PagerDutyState, deliveries: Deliveries) -> APIRouter:
     async def escalate(incident_id: str, act: Escalate, request: Request) -> dict[str, Any]:
         return answer(
             request, incident_id, state.escalate(incident_id, person(act.actor), "website", act.level)
+        )
+
+    @router.post("/incidents/{incident_id}/delegate")
+    async def delegate(incident_id: str, act: Delegate, request: Request) -> dict[str, Any]:
+        if act.escalation_policy not in state.account.policies:
+            raise HTTPException(404, f"no escalation policy {act.escalation_policy}")
+        return answer(
+            request,
+            incident_id,
+            state.delegate(incident_id, person(act.actor), "website", act.escalation_policy),
         )
 
     @router.post("/incidents/{incident_id}/priority")
