@@ -123,6 +123,11 @@ class JiraOptions(BaseModel):
         default_factory=dict, description="Canonical status -> Jira status name, over the default mapping."
     )
     page_size: int = Field(default=100, ge=1, le=100, description="Issues per search page.")
+    initial_status: str | None = Field(
+        default=None,
+        description="Status of a new issue in the project's workflow; default: the status OPEN maps to. "
+        "A create that wants this status makes no status call.",
+    )
 
 
 class JiraConnector(Connector):
@@ -415,14 +420,27 @@ class JiraConnector(Connector):
                 edits[name] = value
         return edits
 
-    def _move_to(self, issue_id: str, key: str, target: str, now: tuple[str, str]) -> None:
-        """Walk the workflow to `target`: one transition, or a reopen first when the issue is done."""
-        current, category = now
+    def _move_to(self, issue_id: str, key: str, target: str, now: tuple[str, str] | None = None) -> None:
+        """Walk the workflow to `target`: one transition, or a reopen first when the issue is done.
+
+        Without `now` (the issue's status), the transitions on offer are asked first: in the common case
+        one of them reaches `target`, and the move costs two calls; the issue is read only when none does.
+        """
         reads = self._mapping.status.from_vendor
+        client = self.client()
+        available: list[dict[str, Any]] | None = None
+        if now is None:
+            available = self._call(client.transitions, issue_id)
+            step = _transition_to(available, target)
+            if step is not None:
+                self._call(client.transition_issue, issue_id, str(step["id"]))
+                return
+            now = _status_now(self._call(client.issue, issue_id, fields="status").raw["fields"])
+        current, category = now
         if current == target or (reads.get(current) is not None and reads.get(current) == reads.get(target)):
             return  # already there, or a status the mapping reads the same (Cancelled and Done)
-        client = self.client()
-        available: list[dict[str, Any]] = self._call(client.transitions, issue_id)
+        if available is None:
+            available = self._call(client.transitions, issue_id)
         step = _transition_to(available, target)
         if step is None and category == "done":
             reopen = next(
@@ -440,6 +458,13 @@ class JiraConnector(Connector):
                 f" (available: {offered})"
             )
         self._call(client.transition_issue, issue_id, str(step["id"]))
+
+    def _edit(self, issue_id: str, edits: dict[str, Any]) -> None:
+        """`PUT /issue/{id}` through the client's session (`Issue.update` would read the issue again)."""
+        client = self.client()
+        self._call(
+            client._session.put, client._get_url(f"issue/{issue_id}"), data=json.dumps({"fields": edits})
+        )
 
     def _set_property(self, issue_id: str, incident: Incident) -> None:
         if self.options.property_key:
@@ -480,22 +505,24 @@ class JiraConnector(Connector):
             created = self._call(client.create_issue, fields=body, prefetch=False)
             issue_id, key = str(created.id), str(created.key)
             self._set_property(issue_id, incident)
-            if fields.get("status"):
-                issue = self._call(client.issue, issue_id, fields="status")
-                self._move_to(issue_id, key, str(fields["status"]), _status_now(issue.raw["fields"]))
+            initial = self.options.initial_status or self._mapping.status.to_vendor[Status.OPEN]
+            if fields.get("status") and fields["status"] != initial:
+                self._move_to(issue_id, key, str(fields["status"]))
             return PushResult(external_id=issue_id, external_key=key, url=self._browse(key))
 
         return await self.run_blocking(create)
 
     async def update(self, ref: ExternalRef, fields: dict[str, Any]) -> PushResult:
+        # `fields` holds only what differs from what Jira held at the last sync: written at once, with no
+        # read first (one call for an edit, two for a status move).
         def update() -> PushResult:
-            issue = self._call(self.client().issue, ref.external_id, fields=self._read_fields())
-            edits = self._edits(fields, self._fields_of(issue.raw["fields"]))
+            key = ref.external_key or ref.external_id
+            edits = self._edits(fields)
             if edits:
-                self._call(issue.update, fields=edits)  # then the client reloads the issue
+                self._edit(ref.external_id, edits)
             if fields.get("status"):
-                self._move_to(issue.id, issue.key, str(fields["status"]), _status_now(issue.raw["fields"]))
-            return PushResult(external_id=str(issue.id), external_key=issue.key, url=self._browse(issue.key))
+                self._move_to(ref.external_id, key, str(fields["status"]))
+            return PushResult(external_id=ref.external_id, external_key=ref.external_key, url=ref.url)
 
         return await self.run_blocking(update)
 

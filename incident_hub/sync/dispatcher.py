@@ -49,6 +49,9 @@ class ClaimedDelivery:
     target_id: str
     ordering_key: str
     attempts: int
+    # Claimed before by a worker that never finished it (crashed, or its lease ran out): a vendor object
+    # may have been made without the hub knowing.
+    reclaimed: bool = False
 
 
 class DeliveryTarget(Protocol):
@@ -170,7 +173,7 @@ class Dispatcher:
             )
         )
         query = (
-            select(DeliveryRow.id)
+            select(DeliveryRow.id, DeliveryRow.leased_by)
             .where(
                 DeliveryRow.state == PENDING,
                 DeliveryRow.next_attempt_at <= now,
@@ -183,9 +186,11 @@ class Dispatcher:
             .with_for_update(skip_locked=True, of=DeliveryRow)
         )
         with self.db.write() as session:
-            ids = list(session.scalars(query))
-            if not ids:
+            found = session.execute(query).all()
+            if not found:
                 return []
+            ids = [delivery_id for delivery_id, _ in found]
+            reclaimed = {delivery_id for delivery_id, leased_by in found if leased_by is not None}
             session.execute(
                 update(DeliveryRow)
                 .where(DeliveryRow.id.in_(ids))
@@ -210,6 +215,7 @@ class Dispatcher:
                     target_id=d.target_id,
                     ordering_key=d.ordering_key,
                     attempts=d.attempts,
+                    reclaimed=d.id in reclaimed,
                 )
                 for d, e in rows
             ]

@@ -13,7 +13,7 @@ import logging
 from typing import Any
 
 from aiolimiter import AsyncLimiter
-from sqlalchemy import select
+from sqlalchemy import exists, select
 
 from incident_hub.clock import as_utc, utcnow
 from incident_hub.connectors.base import Connector, ConnectorError, OutboundNote, PushResult
@@ -24,7 +24,7 @@ from incident_hub.mapping.document import MappingDocument
 from incident_hub.mapping.translate import settled, to_vendor
 from incident_hub.model import ExternalRef, Incident
 from incident_hub.store.db import Database
-from incident_hub.store.tables import ExternalRefRow
+from incident_hub.store.tables import DeliveryRow, ExternalRefRow
 from incident_hub.sync.dispatcher import ClaimedDelivery
 from incident_hub.sync.refs import insert_ref, ref_for
 from incident_hub.sync.retry import DeliveryError, HeldDelivery, PermanentDeliveryError
@@ -75,15 +75,14 @@ class ConnectorTarget:
         return found[1]
 
     async def _push(self, connector: _Calls, delivery: ClaimedDelivery) -> int | None:
-        incident_id = delivery.ordering_key
-        incident, ref = await asyncio.to_thread(self._load, incident_id, connector.id)
+        incident, ref, tried = await asyncio.to_thread(self._load, delivery, connector.id)
         if ref is None and not connector.config.routing.admits(incident):
             return None
         if delivery.event_type == "incident_note_added":
-            return await self._push_note(connector, delivery, incident, ref)
+            return await self._push_note(connector, delivery, incident, ref, tried)
         desired = to_vendor(connector.mapping(), incident)
         if ref is None:
-            await self._create(connector, incident, desired)
+            await self._create(connector, incident, desired, tried)
             return 201
         keep = settled(connector.mapping(), incident, ref.written)
         changed = {k: v for k, v in desired.items() if ref.written.get(k) != v and k not in keep}
@@ -93,8 +92,11 @@ class ConnectorTarget:
         await asyncio.to_thread(self._store, incident, connector.id, result, {**ref.written, **changed})
         return 200
 
-    async def _create(self, connector: _Calls, incident: Incident, desired: dict[str, Any]) -> ExternalRefRow:
-        found = await connector.find(incident)
+    async def _create(
+        self, connector: _Calls, incident: Incident, desired: dict[str, Any], tried: bool
+    ) -> ExternalRefRow:
+        # Look first only when an earlier push for this incident may have made the object unseen.
+        found = await connector.find(incident) if tried else None
         result = found or await connector.create(incident, desired)
         if found is not None:
             # Made by an attempt whose answer was lost: bring it to the wanted state.
@@ -104,13 +106,18 @@ class ConnectorTarget:
         return await asyncio.to_thread(self._store, incident, connector.id, result, desired)
 
     async def _push_note(
-        self, connector: _Calls, delivery: ClaimedDelivery, incident: Incident, ref: ExternalRefRow | None
+        self,
+        connector: _Calls,
+        delivery: ClaimedDelivery,
+        incident: Incident,
+        ref: ExternalRefRow | None,
+        tried: bool,
     ) -> int | None:
         body = delivery.payload["incident_note_added"]["note"]
         if body.get("origin_connector") == connector.id:
             return None
         if ref is None:
-            ref = await self._create(connector, incident, to_vendor(connector.mapping(), incident))
+            ref = await self._create(connector, incident, to_vendor(connector.mapping(), incident), tried)
         origin = body.get("origin_connector") or "incident-hub"
         author = body.get("author") or "someone"
         note = OutboundNote(
@@ -122,7 +129,13 @@ class ConnectorTarget:
         await connector.add_note(_model(ref), note)
         return 201
 
-    def _load(self, incident_id: str, connector_id: str) -> tuple[Incident, ExternalRefRow | None]:
+    def _load(
+        self, delivery: ClaimedDelivery, connector_id: str
+    ) -> tuple[Incident, ExternalRefRow | None, bool]:
+        """The incident, its ref at this connector, and whether a push for it may have reached the vendor
+        before without the hub recording it (this delivery, or an earlier one, was attempted or claimed
+        and not finished): only then does a create look for an object made already."""
+        incident_id = delivery.ordering_key
         with self.db.read() as session:
             incident = self.incidents.get_in(session, incident_id)
             ref = session.scalar(
@@ -130,9 +143,26 @@ class ConnectorTarget:
                     ExternalRefRow.incident_id == incident_id, ExternalRefRow.connector_id == connector_id
                 )
             )
+            tried = delivery.reclaimed
+            if ref is None and not tried:
+                # Any attempt so far, this delivery's included (its retries reuse the claim), or another
+                # worker's claim on an earlier delivery of the incident.
+                tried = bool(
+                    session.scalar(
+                        select(
+                            exists().where(
+                                DeliveryRow.target_kind == "connector",
+                                DeliveryRow.target_id == connector_id,
+                                DeliveryRow.ordering_key == incident_id,
+                                (DeliveryRow.attempts > 0)
+                                | ((DeliveryRow.id != delivery.id) & DeliveryRow.leased_by.is_not(None)),
+                            )
+                        )
+                    )
+                )
             if ref is not None:
                 session.expunge(ref)
-            return incident, ref
+            return incident, ref, tried
 
     def _store(
         self, incident: Incident, connector_id: str, result: PushResult, written: dict[str, Any]
