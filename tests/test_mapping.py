@@ -13,7 +13,7 @@ from incident_hub.mapping.document import MappingError, default_for, parse, read
 from incident_hub.mapping.translate import settled, to_canonical, to_vendor
 from incident_hub.model import Incident, Roles, Severity, Status
 
-KINDS = ["pagerduty", "jira"]
+KINDS = ["pagerduty", "jira", "servicenow", "opsgenie"]
 
 
 def incident(status: Status = Status.OPEN, severity: Severity = Severity.SEV3_MEDIUM) -> Incident:

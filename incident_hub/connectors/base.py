@@ -92,6 +92,12 @@ class ExternalChange(BaseModel):
         default=None, description="Our incident id, if the object carries it."
     )
     raw: dict[str, Any] = Field(default_factory=dict, description="The vendor payload, unknown fields kept.")
+    reopen_window_seconds: float | None = Field(
+        default=None,
+        description="A new vendor object carrying the id of a hub incident resolved at most this long ago "
+        "reopens that incident and takes over its link (Opsgenie: an alert firing again with a closed "
+        "alert's alias). Older, it opens a new incident. None: a second object is not linked.",
+    )
 
 
 class PushResult(BaseModel):
@@ -101,6 +107,11 @@ class PushResult(BaseModel):
     external_key: str | None = None
     url: str | None = None
     vendor_timestamp: datetime | None = None
+    fields: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Vendor values the write produced beyond those sent (e.g. a priority the vendor "
+        "computed): remembered as what the vendor holds.",
+    )
 
 
 class OutboundNote(BaseModel):
@@ -218,6 +229,11 @@ class Connector(ABC):
     @abstractmethod
     def webhook_event_id(self, headers: Mapping[str, str], body: bytes) -> str | None:
         """The vendor's id for this delivery, stable across its retries, if it sends one."""
+
+    def stored_body(self, body: bytes) -> bytes:
+        """The verified body as the inbox keeps it: a vendor that echoes credentials into its payloads
+        (Opsgenie repeats an integration's custom headers) strips them here."""
+        return body
 
     @abstractmethod
     def parse_webhook(self, headers: Mapping[str, str], body: bytes) -> list[ExternalChange]:

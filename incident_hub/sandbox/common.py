@@ -144,7 +144,8 @@ class Ledger:
 
 _WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # Never keep credentials in the ledger (it is served by the control API).
-_SECRET_HEADERS = frozenset({"authorization", "cookie", "x-api-key"})
+# Credentials and shared webhook secrets never reach the ledger (it is served over `/_sandbox/ledger`).
+_SECRET_HEADERS = frozenset({"authorization", "cookie", "x-api-key", "x-incident-hub-secret"})
 
 
 class Knobs(BaseModel):

@@ -128,12 +128,58 @@ class Applier:
                 # later steps): the next push writes whatever still differs.
                 if self._link(session, row.id, change, dict(change.fields)):
                     return Outcome("linked", row.id, "the object carries our incident id")
-                # The push that made the object recorded the link first: apply as to any linked object.
-                if ref_for(session, row.id, change.connector_id) is not None:
+                held = ref_for(session, row.id, change.connector_id)
+                if held is not None and held.external_id == change.external_id:
+                    # The push that made the object recorded the link first: apply as to any linked one.
                     return self._apply(session, change, mapping)
-                return Outcome("unlinked", row.id, "the incident is linked to another object of this vendor")
+                if held is not None and self._fires_again(session, row, change):
+                    return self._take_over(session, held, change, mapping)
+                if held is not None and change.reopen_window_seconds is None:
+                    return Outcome(
+                        "unlinked", row.id, f"the incident is linked to {held.external_id} of this vendor"
+                    )
+                # Resolved too long ago: the object is a new incident, not this one again.
         if change.actor_is_self or change.kind not in (ChangeKind.CREATED, ChangeKind.SNAPSHOT):
             return Outcome("unlinked", None, f"{change.kind} for an object the hub does not know")
+        return self._create(session, change, mapping)
+
+    def _fires_again(self, session: Session, row: IncidentRow, change: ExternalChange) -> bool:
+        """A new object for a hub incident resolved within the change's reopen window."""
+        if change.reopen_window_seconds is None or change.kind is not ChangeKind.CREATED:
+            return False
+        if row.status not in (Status.RESOLVED, Status.CLOSED):
+            return False
+        ended = row.resolved_at or row.closed_at or row.updated_at
+        age = (as_utc(change.vendor_timestamp) - as_utc(ended)).total_seconds()
+        return age <= change.reopen_window_seconds
+
+    def _take_over(
+        self, session: Session, ref: ExternalRefRow, change: ExternalChange, mapping: MappingDocument
+    ) -> Outcome:
+        """Re-point the incident's link at the new object, then apply it: the incident reopens."""
+        previous = ref.external_id
+        ref.external_id = change.external_id
+        ref.external_key = change.external_key
+        ref.url = change.url
+        ref.written = {}
+        ref.last_vendor_timestamp = None
+        session.add(
+            TimelineRow(
+                incident_id=ref.incident_id,
+                type=TimelineType.SYNC,
+                is_public=False,
+                timestamp=utcnow(),
+                author=change.actor,
+                origin_connector=change.connector_id,
+                message=f"{change.connector_id}: {change.external_key or change.external_id} fired again "
+                f"for this incident (was {previous})",
+            )
+        )
+        session.flush()
+        outcome = self._apply(session, change, mapping)
+        return Outcome("reopened", ref.incident_id, outcome.detail)
+
+    def _create(self, session: Session, change: ExternalChange, mapping: MappingDocument) -> Outcome:
         patch = to_canonical(mapping, None, change.fields)
         self._record_unmapped(session, change.connector_id, patch)
         title = str(patch.fields.get("title") or change.external_key or change.external_id)
@@ -141,6 +187,8 @@ class Applier:
             title=title[:500],
             description=_text(patch.fields.get("description")),
             severity=patch.severity or IncidentDraft.model_fields["severity"].default,
+            assigned_team=_text(patch.fields.get("assigned_team")),
+            assignee=_text(patch.fields.get("assignee")),
             source=change.connector_id,
             author=change.actor,
         )

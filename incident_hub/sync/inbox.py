@@ -86,6 +86,7 @@ class Inbox:
                 body,
                 remote,
             )
+        body = connector.stored_body(body)
         event_id = connector.webhook_event_id(lowered, body)
         dedup_key = event_id or f"sha256:{hashlib.sha256(body).hexdigest()}"
         insert = pg_insert if not self.db.is_sqlite else sqlite_insert

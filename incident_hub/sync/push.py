@@ -179,7 +179,7 @@ class ConnectorTarget:
                     external_id=result.external_id,
                     external_key=result.external_key,
                     url=result.url,
-                    written=dict(written),
+                    written={**written, **result.fields},
                     last_vendor_timestamp=vendor_time,
                     last_synced_version=incident.version,
                 )
@@ -191,7 +191,7 @@ class ConnectorTarget:
             ref.external_id = result.external_id
             ref.external_key = result.external_key or ref.external_key
             ref.url = result.url or ref.url
-            ref.written = dict(written)
+            ref.written = {**written, **result.fields}
             ref.last_synced_version = incident.version
             if vendor_time is not None and (
                 ref.last_vendor_timestamp is None or vendor_time > ref.last_vendor_timestamp
