@@ -103,3 +103,27 @@ def wait_until(
             return value
         time.sleep(0.02)
     raise AssertionError(f"not reached within {timeout}s" + (f": {describe()}" if describe else ""))
+
+
+def settle(hub: Any, ledgers: Any = (), quiet: float = 0.25, timeout: float = 20.0) -> None:
+    """Wait until the hub's inbox and outbox are drained and the sandboxes (their `ledgers`) have sent no
+    webhook for `quiet` seconds: every change made so far has gone everywhere it goes."""
+    from sqlalchemy import func, select
+
+    from incident_hub.store.tables import DeliveryRow, InboxRow
+
+    def drained() -> bool:
+        with hub.db.read() as session:
+            inbox = session.scalar(select(func.count()).where(InboxRow.state == "pending"))
+            outbox = session.scalar(select(func.count()).where(DeliveryRow.state == "pending"))
+        return not inbox and not outbox
+
+    def sent() -> int:
+        return sum(len(ledger.entries(direction="out")) for ledger in ledgers)
+
+    seen = -1
+    while seen != sent():
+        seen = sent()
+        wait_until(drained, timeout)
+        time.sleep(quiet)
+    wait_until(drained, timeout)
