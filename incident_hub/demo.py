@@ -64,7 +64,7 @@ def run() -> int:
                     base_url=server.url, headers={"Authorization": f"Bearer {key}"}, timeout=10
                 ) as api:
                     events_ok = _scenario(api, hub, f"http://127.0.0.1:{receiver.server_port}/events")
-                _say("\nPart 2: PagerDuty and Jira kept in step through the hub")
+                _say("\nPart 2: PagerDuty, Jira, ServiceNow and Opsgenie kept in step through the hub")
                 sync_ok = run_sync(hub, server.url, Path(tmp), _say)
                 _say("\ndemo " + ("passed" if events_ok and sync_ok else "FAILED"))
                 return 0 if events_ok and sync_ok else 1

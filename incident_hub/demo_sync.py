@@ -1,186 +1,120 @@
-"""The second half of `incident-hub demo`: PagerDuty and Jira sandboxes kept in step through the hub.
+"""The second half of `incident-hub demo`: PagerDuty, Jira, ServiceNow and Opsgenie sandboxes kept in step
+through the hub.
 
 Each step is done as a person would, in one vendor's UI (the sandbox's control API), and the time until
-the other vendor shows the change is measured.
+each of the other three shows the change is measured. At the end every vendor must have received exactly
+one write per change made elsewhere, and none for its own.
 """
 
 from __future__ import annotations
 
-import asyncio
-import os
-import secrets
-import ssl
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
 
-import httpx
-
-from incident_hub.connectors.base import ConnectorConfig
 from incident_hub.hub import Hub
-from incident_hub.sandbox.common import Sandbox
-from incident_hub.sandbox.jira import HUMAN_ACCOUNT_ID, SERVICE_ACCOUNT_ID, jira_sandbox
-from incident_hub.sandbox.jira.model import JiraState
-from incident_hub.sandbox.jira.render import adf_text
-from incident_hub.sandbox.pagerduty import HUB_EMAIL, HUB_USER_ID, RESPONDER_ID, SERVICE_ID, pagerduty_sandbox
-from incident_hub.sandbox.pagerduty.state import PagerDutyState
+from incident_hub.model import Severity, Status
+from incident_hub.sandbox.world import VENDORS, Side, World, connect
 
-T = TypeVar("T")
-JIRA_EMAIL = "hub@example.com"
+LABELS = {"pagerduty": "PagerDuty", "jira": "Jira", "servicenow": "ServiceNow", "opsgenie": "Opsgenie"}
 
 
 class StepFailed(Exception):
     pass
 
 
-def _wait(what: str, found: Callable[[], T | None], timeout: float = 15.0) -> tuple[T, float]:
+def _until_all(
+    what: str, sides: list[Side], shown: Callable[[Side], bool], timeout: float = 15.0
+) -> dict[str, float]:
+    """Milliseconds until each side shows the change."""
     started = time.monotonic()
+    seen: dict[str, float] = {}
     while time.monotonic() - started < timeout:
-        value = found()
-        if value:
-            return value, (time.monotonic() - started) * 1000
+        for side in sides:
+            if side.name not in seen and shown(side):
+                seen[side.name] = (time.monotonic() - started) * 1000
+        if len(seen) == len(sides):
+            return seen
         time.sleep(0.005)
-    raise StepFailed(f"{what}: not seen within {timeout:.0f} s")
-
-
-@dataclass
-class Vendors:
-    """The two sandboxes, connected to a hub, and a person's view of each vendor's UI."""
-
-    pd: PagerDutyState
-    jira: JiraState
-    pd_ui: httpx.Client
-    jira_ui: httpx.Client
-
-
-def connect_vendors(stack: ExitStack, hub: Hub, hub_url: str, workdir: Path) -> Vendors:
-    """Start PagerDuty and Jira sandboxes (closed with `stack`) and configure the hub's connectors to them."""
-    tokens = {name: secrets.token_hex(16) for name in ("pd", "pd_hook", "jira", "jira_hook")}
-    for name, value in tokens.items():
-        os.environ[f"INCIDENT_HUB_DEMO_{name.upper()}"] = value
-    pd_app, pd_state = pagerduty_sandbox(tokens["pd"], tokens["pd_hook"], f"{hub_url}/webhooks/pagerduty")
-    jira_app, jira_state = jira_sandbox(
-        JIRA_EMAIL, tokens["jira"], tokens["jira_hook"], f"{hub_url}/webhooks/jira"
-    )
-    pd = stack.enter_context(Sandbox(pd_app, pd_state, directory=workdir / "pagerduty"))
-    jira = stack.enter_context(Sandbox(jira_app, jira_state, directory=workdir / "jira"))
-    stack.callback(lambda: asyncio.run(hub.connectors.close()))
-    hub.connectors.upsert(
-        ConnectorConfig.model_validate(
-            {
-                "id": "pagerduty",
-                "kind": "pagerduty",
-                "base_url": pd.url,
-                "ca_bundle": str(pd.ca_bundle),
-                "credentials": {"env": "INCIDENT_HUB_DEMO_PD"},
-                "webhook_secret": {"env": "INCIDENT_HUB_DEMO_PD_HOOK"},
-                "options": {"from_email": HUB_EMAIL, "service_id": SERVICE_ID, "hub_user_id": HUB_USER_ID},
-            }
-        )
-    )
-    hub.connectors.upsert(
-        ConnectorConfig.model_validate(
-            {
-                "id": "jira",
-                "kind": "jira",
-                "base_url": jira.url,
-                "ca_bundle": str(jira.ca_bundle),
-                "credentials": {"env": "INCIDENT_HUB_DEMO_JIRA"},
-                "webhook_secret": {"env": "INCIDENT_HUB_DEMO_JIRA_HOOK"},
-                "options": {"email": JIRA_EMAIL, "project_key": "OPS", "hub_account_id": SERVICE_ACCOUNT_ID},
-            }
-        )
-    )
-    pd_ui = stack.enter_context(_ui(pd, "/_sandbox/pagerduty"))
-    jira_ui = stack.enter_context(_ui(jira, "/_sandbox/jira"))
-    return Vendors(pd_state, jira_state, pd_ui, jira_ui)
+    missing = ", ".join(LABELS[s.name] for s in sides if s.name not in seen)
+    raise StepFailed(f"{what}: not seen in {missing} within {timeout:.0f} s")
 
 
 def run_sync(hub: Hub, hub_url: str, workdir: Path, say: Callable[[str], None]) -> bool:
-    """Run the PagerDuty <-> Jira scenario against a running hub; True when every step arrived."""
+    """Run the four-way scenario against a running hub; True when every step arrived once everywhere."""
     with ExitStack() as stack:
-        vendors = connect_vendors(stack, hub, hub_url, workdir)
-        say("\nPagerDuty and Jira sandboxes over HTTPS (throw-away CA)")
+        world = connect(stack, hub, hub_url, workdir)
+        say("\nPagerDuty, Jira, ServiceNow and Opsgenie sandboxes over HTTPS (throw-away CA)")
         try:
-            _scenario(hub, vendors.pd, vendors.jira, vendors.pd_ui, vendors.jira_ui, say)
+            _scenario(hub, world, say)
         except StepFailed as error:
             say(f"   FAILED: {error}")
             return False
-        pd_writes, jira_writes = len(vendors.pd.ledger.writes()), len(vendors.jira.ledger.writes())
-        # Two changes started in each system; each must cost exactly one write in the other, none back.
-        exact = pd_writes == 2 and jira_writes == 2
+        time.sleep(0.5)  # late echoes would show as extra writes
+        writes = world.writes()
+        exact = all(count == 3 for count in writes.values())
+        said = ", ".join(f"{LABELS[name]} {count}" for name, count in writes.items())
         say(
-            f"\n   hub writes: PagerDuty {pd_writes} (acknowledge, note), Jira {jira_writes} (create, Done): "
+            f"\n   hub writes: {said} (three changes made elsewhere each): "
             + ("one per change, no echoes" if exact else "NOT one per change")
         )
-        if not exact:
-            return False
-    return True
+        return exact
 
 
-def _ui(sandbox: Sandbox, prefix: str) -> httpx.Client:
-    trust = ssl.create_default_context(cafile=str(sandbox.ca_bundle))
-    return httpx.Client(
-        base_url=sandbox.url + prefix, verify=trust, timeout=10, headers={"Connection": "close"}
-    )
+def _report(step: str, timings: dict[str, float], shows: dict[str, str]) -> str:
+    lines = [step]
+    for name, ms in timings.items():
+        lines.append(f"   {LABELS[name]:<11} {shows[name]:<44} after {ms:6.0f} ms")
+    return "\n".join(lines)
 
 
-def _scenario(
-    hub: Hub,
-    pd: PagerDutyState,
-    jira: JiraState,
-    pd_ui: httpx.Client,
-    jira_ui: httpx.Client,
-    say: Callable[[str], None],
-) -> None:
-    triggered = pd_ui.post(
-        "/incidents",
-        json={
-            "title": "Checkout API 5xx above 20%",
-            "urgency": "high",
-            "priority": "P1",
-            "incident_key": "checkout/5xx",
-        },
-    )
-    triggered.raise_for_status()
-    pd_id = triggered.json()["incident"]["id"]
-    started = time.monotonic()
-    incident, hub_ms = _wait(
-        "hub incident",
-        lambda: next((i for i in hub.incidents.search().incidents if i.source == "pagerduty"), None),
-    )
-    issue, _ = _wait("Jira issue", lambda: next(iter(jira.issues.values()), None))
-    jira_ms = (time.monotonic() - started) * 1000
+def _scenario(hub: Hub, world: World, say: Callable[[str], None]) -> None:
+    og, jira, sn, pd = world["opsgenie"], world["jira"], world["servicenow"], world["pagerduty"]
+
+    def others(origin: Side) -> list[Side]:
+        return [world[name] for name in VENDORS if name != origin.name]
+
+    title = "Checkout API 5xx above 20%"
+    alert = og.open(title, Severity.SEV1_CRITICAL)
+    timings = _until_all("the new incident", others(og), lambda side: bool(side.refs()))
+    refs = {side.name: side.refs()[0] for side in others(og)} | {"opsgenie": alert}
+    incident = next(i for i in hub.incidents.search().incidents if i.source == "opsgenie")
+    shows = {name: world[name].describe(ref) for name, ref in refs.items()}
+    step = f"1. Opsgenie: Mia opens a P1 alert; hub {incident.number} {incident.severity.value}"
+    say(_report(step, timings, shows))
+
+    jira.acknowledge(refs["jira"])
+    timings = _until_all("In Progress", others(jira), lambda side: side.status(refs[side.name]) == "working")
     say(
-        f"1. PagerDuty: monitoring triggers {pd_id} (P1)\n"
-        f"   hub: {incident.number} {incident.severity} {incident.status}        after {hub_ms:6.0f} ms\n"
-        f"   Jira: {issue.key} '{issue.summary}' priority {issue.priority.name}   after {jira_ms:6.0f} ms"
+        _report(
+            "2. Jira: Mia moves the issue to In Progress",
+            timings,
+            {name: world[name].vendor_status(refs[name]) for name in timings},
+        )
     )
 
-    started = time.monotonic()
-    jira_ui.post(f"/issues/{issue.key}/transitions", json={"actor": HUMAN_ACCOUNT_ID, "to": "In Progress"})
-    _, ms = _wait("PagerDuty acknowledged", lambda: pd.incidents[pd_id].status == "acknowledged")
-    say(f"2. Jira: Mia moves {issue.key} to In Progress\n   PagerDuty: {pd_id} acknowledged, {ms:6.0f} ms")
-
-    jira_ui.post(
-        f"/issues/{issue.key}/comments",
-        json={"actor": HUMAN_ACCOUNT_ID, "body": "Rolling back deploy 2026.11.24-3"},
+    sn.add_note(refs["servicenow"], "Rolling back deploy 2026.12.02-3")
+    timings = _until_all("the comment", others(sn), lambda side: bool(side.notes(refs[side.name])))
+    say(
+        _report(
+            "3. ServiceNow: Beth adds a comment",
+            timings,
+            {n: f"'{world[n].notes(refs[n])[0][:40]}'" for n in timings},
+        )
     )
-    note, ms = _wait("PagerDuty note", lambda: next(iter(pd.incidents[pd_id].notes), None))
-    say(f"3. Jira: Mia comments\n   PagerDuty note: '{note.content}'    after {ms:6.0f} ms")
 
-    pd_ui.post(f"/incidents/{pd_id}/resolve", json={"actor": RESPONDER_ID, "resolution": "Rolled back"})
-    _, ms = _wait("Jira Done", lambda: jira.issues[issue.id].status.name == "Done")
-    say(f"4. PagerDuty: responder resolves {pd_id}\n   Jira: {issue.key} Done    after {ms:6.0f} ms")
+    pd.resolve(refs["pagerduty"])
+    timings = _until_all("resolved", others(pd), lambda side: side.status(refs[side.name]) == "resolved")
+    say(
+        _report(
+            "4. PagerDuty: the responder resolves",
+            timings,
+            {name: world[name].vendor_status(refs[name]) for name in timings},
+        )
+    )
 
     final = hub.incidents.get(str(incident.id))
-    comments = [adf_text(c.body) for c in jira.issues[issue.id].comments]
-    say(
-        f"   hub: {final.number} {final.status}, version {final.version}; Jira comments {len(comments)}, "
-        f"PagerDuty notes {len(pd.incidents[pd_id].notes)}"
-    )
-    if final.status.value != "RESOLVED" or len(comments) != 1 or len(pd.incidents[pd_id].notes) != 1:
-        raise StepFailed("the systems do not agree at the end")
+    say(f"   hub: {final.number} {final.status.value}, version {final.version}")
+    if final.status is not Status.RESOLVED:
+        raise StepFailed("the hub incident is not resolved at the end")

@@ -1,4 +1,5 @@
-"""PagerDuty and Jira through the hub: a change in one reaches the other once, and nothing echoes."""
+"""PagerDuty and Jira through the hub: a change in one reaches the other once, and nothing echoes; and the
+demo's four-way scenario."""
 
 from __future__ import annotations
 
@@ -10,11 +11,10 @@ from pathlib import Path
 import pytest
 
 from incident_hub.api.app import create_app
-from incident_hub.demo_sync import Vendors, connect_vendors, run_sync
+from incident_hub.demo_sync import run_sync
 from incident_hub.hub import Hub
-from incident_hub.sandbox.jira import HUMAN_ACCOUNT_ID
-from incident_hub.sandbox.jira.render import adf_text
-from incident_hub.sandbox.pagerduty import RESPONDER_ID
+from incident_hub.model import Severity
+from incident_hub.sandbox.world import JiraSide, PagerDutySide, connect
 from incident_hub.serving import ServerThread
 from tests.conftest import test_settings
 from tests.support import wait_until
@@ -37,35 +37,27 @@ def test_jira_issue_reaches_pagerduty_once_and_pagerduty_changes_come_back_once(
 ) -> None:
     hub, url = hub_server
     with ExitStack() as stack:
-        vendors: Vendors = connect_vendors(stack, hub, url, tmp_path)
-        created = vendors.jira_ui.post(
-            "/issues", json={"actor": HUMAN_ACCOUNT_ID, "summary": "Login errors", "priority": "High"}
-        )
-        created.raise_for_status()
-        key = created.json()["key"]
-        pd_incident = wait_until(lambda: next(iter(vendors.pd.incidents.values()), None))
+        world = connect(stack, hub, url, tmp_path, vendors=("pagerduty", "jira"))
+        pd, jira = world["pagerduty"], world["jira"]
+        assert isinstance(pd, PagerDutySide) and isinstance(jira, JiraSide)
+        issue_id = jira.open("Login errors", Severity.SEV2_HIGH)
+        pd_id = wait_until(lambda: next(iter(pd.refs()), None))
+        pd_incident = pd.state.incidents[pd_id]
         assert (pd_incident.title, pd_incident.urgency) == ("Login errors", "high")
-        wait_until(lambda: vendors.pd.ledger.writes())
+        wait_until(lambda: pd.ledger.writes())
         time.sleep(0.5)
-        assert [e.path for e in vendors.pd.ledger.writes()] == ["/incidents"]
-        assert vendors.jira.ledger.writes() == [], "the Jira issue must not be written back to Jira"
+        assert [e.path for e in pd.ledger.writes()] == ["/incidents"]
+        assert jira.ledger.writes() == [], "the Jira issue must not be written back to Jira"
 
-        vendors.pd_ui.post(
-            f"/incidents/{pd_incident.id}/priority", json={"actor": RESPONDER_ID, "priority": "P1"}
-        )
-        issue = next(i for i in vendors.jira.issues.values() if i.key == key)
-        wait_until(lambda: issue.priority.name == "Highest")
-        vendors.pd_ui.post(
-            f"/incidents/{pd_incident.id}/notes",
-            json={"actor": RESPONDER_ID, "content": "Identity provider slow"},
-        )
-        wait_until(lambda: issue.comments)
+        pd.set_severity(pd_id, Severity.SEV1_CRITICAL)
+        wait_until(lambda: jira.severity(issue_id) is Severity.SEV1_CRITICAL)
+        pd.add_note(pd_id, "Identity provider slow")
+        wait_until(lambda: jira.notes(issue_id))
         time.sleep(0.5)
-        (comment,) = issue.comments
-        assert adf_text(comment.body).startswith("[pagerduty] ")
-        assert adf_text(comment.body).endswith(": Identity provider slow")
+        (comment,) = jira.notes(issue_id)
+        assert comment.startswith("[pagerduty] ") and comment.endswith(": Identity provider slow")
         # PagerDuty got its one create and nothing more; Jira got one priority edit and one comment.
-        assert [e.path for e in vendors.pd.ledger.writes()] == ["/incidents"]
-        assert len(vendors.jira.ledger.writes()) == 2
+        assert [e.path for e in pd.ledger.writes()] == ["/incidents"]
+        assert len(jira.ledger.writes()) == 2
         incidents = hub.incidents.search().incidents
         assert len(incidents) == 1 and incidents[0].severity.value == "SEV1_CRITICAL"

@@ -113,6 +113,13 @@ class Side(ABC):
     def severity(self, ref: str) -> Severity | None: ...
     @abstractmethod
     def notes(self, ref: str) -> list[str]: ...
+    @abstractmethod
+    def describe(self, ref: str) -> str:
+        """The object as its UI lists it: its number and priority."""
+
+    @abstractmethod
+    def vendor_status(self, ref: str) -> str:
+        """The status in the vendor's own words."""
 
 
 class PagerDutySide(Side):
@@ -165,6 +172,14 @@ class PagerDutySide(Side):
     def notes(self, ref: str) -> list[str]:
         return [n.content for n in self.state.incidents[ref].notes]
 
+    def describe(self, ref: str) -> str:
+        incident = self.state.incidents[ref]
+        names = {v: k for k, v in PRIORITY_IDS.items()}
+        return f"incident {incident.id}, {names.get(incident.priority_id or '', 'no priority')}"
+
+    def vendor_status(self, ref: str) -> str:
+        return f"status {self.state.incidents[ref].status}"
+
 
 class JiraSide(Side):
     name = "jira"
@@ -212,6 +227,13 @@ class JiraSide(Side):
     def notes(self, ref: str) -> list[str]:
         return [adf_text(c.body) for c in self.state.issues[ref].comments]
 
+    def describe(self, ref: str) -> str:
+        issue = self.state.issues[ref]
+        return f"issue {issue.key}, priority {issue.priority.name}"
+
+    def vendor_status(self, ref: str) -> str:
+        return f"status {self.state.issues[ref].status.name}"
+
 
 class ServiceNowSide(Side):
     name = "servicenow"
@@ -258,6 +280,22 @@ class ServiceNowSide(Side):
     def notes(self, ref: str) -> list[str]:
         return [e["value"] for e in self.state.journal(ref)]
 
+    def describe(self, ref: str) -> str:
+        record = self.state.record("incident", ref)
+        return f"{record['number']}, priority {record['priority']}"
+
+    def vendor_status(self, ref: str) -> str:
+        state = self.state.record("incident", ref)["state"]
+        names = {
+            "1": "New",
+            "2": "In Progress",
+            "3": "On Hold",
+            "6": "Resolved",
+            "7": "Closed",
+            "8": "Canceled",
+        }
+        return f"state {state} {names.get(state, '')}".rstrip()
+
 
 class OpsgenieSide(Side):
     name = "opsgenie"
@@ -301,6 +339,14 @@ class OpsgenieSide(Side):
 
     def notes(self, ref: str) -> list[str]:
         return [n.note for n in self.state.alerts[ref].notes]
+
+    def describe(self, ref: str) -> str:
+        alert = self.state.alerts[ref]
+        return f"alert #{alert.tiny_id}, {alert.priority}"
+
+    def vendor_status(self, ref: str) -> str:
+        alert = self.state.alerts[ref]
+        return f"status {alert.status}" + (", acknowledged" if alert.acknowledged else "")
 
 
 @dataclass
