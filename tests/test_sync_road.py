@@ -303,3 +303,29 @@ def test_field_owned_by_another_system_is_not_changed_from_this_one(world: World
         after = world.api.get(f"/api/v1/incidents/{incident['id']}").json()
         # Severity is nobody's: it changed. Status belongs to the other system: it did not.
         assert after["status"] == "OPEN"
+
+
+def test_a_webhook_that_keeps_failing_is_listed_and_replayed_once_fixed(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    applier = world.hub.inbox.applier
+    working = applier.apply
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("mapping service unavailable")
+
+    monkeypatch.setattr(world.hub.inbox, "max_attempts", 2)
+    monkeypatch.setattr(applier, "apply", broken)
+    world.service.open("alice", subject="Queue stuck", level=3, body="consumer lag 2h")
+    (failed,) = wait_until(lambda: world.api.get("/api/v1/inbox", params={"state": "failed"}).json())
+    assert failed["attempts"] == 2 and "mapping service unavailable" in failed["error"]
+    assert world.incidents() == []
+
+    monkeypatch.setattr(applier, "apply", working)
+    replayed = world.api.post(f"/api/v1/inbox/{failed['id']}/replay")
+    assert replayed.status_code == 200 and replayed.json()["state"] == "pending"
+    wait_until(world.incidents)
+    world.settle()
+    assert [i["title"] for i in world.incidents()] == ["Queue stuck"]
+    assert world.api.get("/api/v1/inbox", params={"state": "failed"}).json() == []
+    assert world.api.post(f"/api/v1/inbox/{failed['id']}/replay").status_code == 409

@@ -14,9 +14,9 @@ from sqlalchemy import select
 from incident_hub.api.auth import Admin, Reader
 from incident_hub.connectors.base import ConnectorConfig, ConnectorError, Health
 from incident_hub.connectors.registry import ConnectorState
-from incident_hub.errors import InvalidRequest
+from incident_hub.errors import Conflict, InvalidRequest, NotFound
 from incident_hub.hub import Hub
-from incident_hub.store.tables import UnmappedValueRow, WebhookRejectionRow
+from incident_hub.store.tables import InboxRow, UnmappedValueRow, WebhookRejectionRow
 
 router = APIRouter(tags=["connectors"])
 
@@ -159,3 +159,50 @@ def unmapped_values(request: Request, _: Reader) -> list[UnmappedValue]:
     with _hub(request).db.read() as session:
         rows = session.scalars(select(UnmappedValueRow).order_by(UnmappedValueRow.last_seen.desc()))
         return [UnmappedValue.model_validate(r, from_attributes=True) for r in rows]
+
+
+class InboxEntry(BaseModel):
+    """A stored inbound webhook and what applying it did (or why it failed)."""
+
+    id: int
+    connector_id: str
+    received_at: datetime
+    state: str
+    attempts: int
+    error: str | None
+    processed_at: datetime | None
+
+
+@router.get("/api/v1/inbox", response_model=list[InboxEntry])
+def inbox(
+    request: Request,
+    _: Reader,
+    state: Annotated[str | None, Query(pattern="^(pending|applied|failed)$")] = None,
+    connector_id: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> list[InboxEntry]:
+    """Stored webhooks, newest first. `failed` ones gave up after repeated errors: fix the cause (the
+    error says it), then replay them."""
+    query = select(InboxRow).order_by(InboxRow.id.desc()).limit(limit)
+    if state is not None:
+        query = query.where(InboxRow.state == state)
+    if connector_id is not None:
+        query = query.where(InboxRow.connector_id == connector_id)
+    with _hub(request).db.read() as session:
+        return [InboxEntry.model_validate(r, from_attributes=True) for r in session.scalars(query)]
+
+
+@router.post("/api/v1/inbox/{inbox_id}/replay", response_model=InboxEntry)
+def replay_inbox(inbox_id: int, request: Request, _: Admin) -> InboxEntry:
+    """Apply a failed webhook again (it keeps its place: it is applied like any pending one)."""
+    hub = _hub(request)
+    with hub.db.write() as session:
+        row = session.get(InboxRow, inbox_id)
+        if row is None:
+            raise NotFound(f"no inbox entry {inbox_id}")
+        if row.state != "failed":
+            raise Conflict(f"inbox entry {inbox_id} is {row.state}; only failed entries are replayed")
+        row.state, row.attempts, row.lease_until, row.error = "pending", 0, None, None
+        entry = InboxEntry.model_validate(row, from_attributes=True)
+    hub.inbox_received()
+    return entry
