@@ -59,8 +59,18 @@ def get_delivery(delivery_id: int, request: Request, _: Reader) -> Delivery:
 
 @router.post("/deliveries/{delivery_id}/replay", response_model=Delivery)
 def replay_delivery(delivery_id: int, request: Request, _: Writer) -> Delivery:
-    """Send a dead delivery again (with a fresh retry budget)."""
+    """Send a dead delivery again (with a fresh retry budget). Later deliveries for the same incident and
+    target wait behind a dead one; after it, they go out in order."""
     hub = _hub(request)
     delivery = hub.outbox.replay(delivery_id)
+    hub.dispatcher.wake()
+    return delivery
+
+
+@router.post("/deliveries/{delivery_id}/discard", response_model=Delivery)
+def discard_delivery(delivery_id: int, request: Request, _: Admin) -> Delivery:
+    """Give up on a dead delivery (kept as `cancelled`): the deliveries waiting behind it go out."""
+    hub = _hub(request)
+    delivery = hub.outbox.discard(delivery_id)
     hub.dispatcher.wake()
     return delivery

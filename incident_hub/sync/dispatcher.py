@@ -161,7 +161,9 @@ class Dispatcher:
                 earlier.target_id == DeliveryRow.target_id,
                 earlier.ordering_key == DeliveryRow.ordering_key,
                 earlier.id < DeliveryRow.id,
-                earlier.state == PENDING,
+                # A dead delivery holds back the later ones for its incident and target until it is
+                # replayed: they are postponed, never sent out of order.
+                earlier.state.in_((PENDING, DEAD)),
             )
         )
         # A paused connector's deliveries wait, in order, until it is resumed.

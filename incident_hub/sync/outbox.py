@@ -11,7 +11,7 @@ from incident_hub.clock import utcnow
 from incident_hub.errors import Conflict, NotFound
 from incident_hub.store.db import Database
 from incident_hub.store.tables import DeliveryAttemptRow, DeliveryRow, EventRow
-from incident_hub.sync.dispatcher import DEAD, PENDING
+from incident_hub.sync.dispatcher import CANCELLED, DEAD, PENDING
 
 
 class Attempt(BaseModel):
@@ -120,4 +120,16 @@ class Outbox:
                 .where(DeliveryRow.id == delivery_id)
                 .values(state=PENDING, attempts=0, next_attempt_at=utcnow(), lease_until=None, leased_by=None)
             )
+        return self.get(delivery_id)
+
+    def discard(self, delivery_id: int) -> Delivery:
+        """Give up on a dead delivery for good (it is kept, `cancelled`): the deliveries for the same
+        incident and target that waited behind it go out."""
+        with self.db.write() as session:
+            row = session.get(DeliveryRow, delivery_id)
+            if row is None:
+                raise NotFound(f"no delivery {delivery_id}")
+            if row.state != DEAD:
+                raise Conflict(f"delivery {delivery_id} is {row.state}; only dead deliveries are discarded")
+            row.state = CANCELLED
         return self.get(delivery_id)
