@@ -282,9 +282,12 @@ def test_server_errors_rate_limits_and_timeouts_are_retried(world: PagerDutyWorl
     calls = [
         (e.method, e.status) for e in world.state.ledger.entries(direction="in", path_prefix="/incidents")
     ]
-    # The first call of the push (the look-up before create) met both failures; the retry policy waited
-    # them out, and the create went through once.
-    assert calls[:4] == [("GET", 500), ("GET", 429), ("GET", 200), ("POST", 201)]
+    # The create's first call (the priority look-up) met the 500; the retry, which first looks for an
+    # incident the failed try may have opened, met the 429; the policy waited it out, found none, and the
+    # create went through once.
+    first = world.state.ledger.entries(direction="in")[0]
+    assert (first.method, first.path, first.status) == ("GET", "/priorities", 500)
+    assert calls[:3] == [("GET", 429), ("GET", 200), ("POST", 201)]
 
 
 def test_refused_create_is_dead_and_replays_once_after_the_fix(world: PagerDutyWorld) -> None:
