@@ -1,8 +1,9 @@
-"""`incident-hub`: serve, migrate, manage API keys, replay dead letters, run the demo."""
+"""`incident-hub`: serve, migrate, manage API keys, replay dead letters, reconcile, backfill, run the demo."""
 
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 from typing import Annotated
 
 import typer
@@ -120,6 +121,75 @@ async def _drain(hub: object) -> None:
     assert isinstance(hub, Hub)
     await hub.dispatcher.drain()
     await hub.stop()
+
+
+@app.command()
+def scheduler() -> None:
+    """Run only the reconciler (no API, no dispatcher): passes every INCIDENT_HUB_RECONCILE_INTERVAL_SECONDS.
+
+    On PostgreSQL one replica at a time runs it (advisory lock); the repairs it makes are sent by the
+    dispatchers of the `serve` processes."""
+    from incident_hub.hub import Hub
+    from incident_hub.logs import configure
+
+    settings = get_settings()
+    configure(settings.log_level, json_lines=settings.log_json)
+    hub = Hub(settings)
+    hub.migrate()
+    asyncio.run(_schedule(hub))
+
+
+async def _schedule(hub: object) -> None:
+    import signal
+
+    from incident_hub.hub import Hub
+
+    assert isinstance(hub, Hub)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await hub.schedule.run(stop)
+    finally:
+        await hub.connectors.close()
+        hub.db.dispose()
+
+
+@app.command()
+def backfill(
+    connector: Annotated[str, typer.Option(help="Connector id.")],
+    since: Annotated[
+        datetime,
+        typer.Option(
+            help="Objects changed since this UTC date or time.", formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"]
+        ),
+    ],
+    all_: Annotated[
+        bool, typer.Option("--all", help="Resolved and closed objects too (default: open ones only).")
+    ] = False,
+    dry_run: Annotated[bool, typer.Option(help="Apply, report, and roll everything back.")] = False,
+) -> None:
+    """Import a vendor's existing objects: link those that carry a hub incident id, create the rest."""
+    from incident_hub.hub import Hub
+    from incident_hub.logs import configure
+    from incident_hub.scheduler.backfill import backfill as run_backfill
+
+    settings = get_settings()
+    configure(settings.log_level, json_lines=settings.log_json)
+    hub = Hub(settings)
+    hub.migrate()
+
+    async def run() -> list[str]:
+        try:
+            report = await run_backfill(hub.reconciler, connector, since, include_ended=all_, dry_run=dry_run)
+            return report.lines()
+        finally:
+            await hub.connectors.close()
+            hub.db.dispose()
+
+    for line in asyncio.run(run()):
+        typer.echo(line)
 
 
 @app.command()

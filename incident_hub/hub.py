@@ -14,6 +14,9 @@ from incident_hub.api.auth import ApiKeys
 from incident_hub.connectors.registry import ConnectorRegistry
 from incident_hub.incidents import IncidentService
 from incident_hub.metrics import OutboxCollector
+from incident_hub.scheduler.leader import LeaderLock
+from incident_hub.scheduler.reconciler import Reconciler
+from incident_hub.scheduler.schedule import Schedule
 from incident_hub.settings import Settings
 from incident_hub.store import migrate
 from incident_hub.store.db import Database
@@ -63,6 +66,22 @@ class Hub:
             Applier(self.incidents, self.connectors.owners),
             timedelta(hours=settings.webhook_max_age_hours),
         )
+        self.reconciler = Reconciler(
+            self.db,
+            self.connectors,
+            self.inbox.applier,
+            overlap=timedelta(seconds=settings.reconcile_overlap_seconds),
+            first_lookback=timedelta(minutes=settings.reconcile_first_lookback_minutes),
+            rate_fraction=settings.reconcile_rate_fraction,
+            page_size=settings.reconcile_page_size,
+        )
+        self.schedule = Schedule(
+            self.reconciler,
+            self.connectors,
+            LeaderLock(self.db),
+            interval=timedelta(seconds=settings.reconcile_interval_seconds),
+            full_every=timedelta(minutes=settings.reconcile_full_minutes),
+        )
         self._inbox_wakeup: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.subscriptions = Subscriptions(self.db)
@@ -83,7 +102,7 @@ class Hub:
             self._loop.call_soon_threadsafe(self._inbox_wakeup.set)
 
     async def start(self) -> None:
-        """Start the background workers (dispatcher, SLA watch) on the running loop."""
+        """Start the background workers (inbox, dispatcher, SLA watch, reconciler) on the running loop."""
         self._stop = asyncio.Event()
         self._loop = asyncio.get_running_loop()
         self._inbox_wakeup = asyncio.Event()
@@ -95,6 +114,8 @@ class Hub:
         if self.settings.dispatch_enabled:
             self._tasks.append(asyncio.create_task(self.dispatcher.run(self._stop), name="dispatcher"))
         self._tasks.append(asyncio.create_task(self._watch_sla(), name="sla-watch"))
+        if self.settings.reconcile_enabled:
+            self._tasks.append(asyncio.create_task(self.schedule.run(self._stop), name="reconciler"))
 
     async def stop(self) -> None:
         self._stop.set()

@@ -40,6 +40,26 @@ DELIVERY_OUTCOMES = Counter(
     registry=REGISTRY,
 )
 
+RECONCILE_RUNS = Counter(
+    "incident_hub_reconcile_runs_total",
+    "Reconciliation passes finished, by outcome (ok, partial, failed, interrupted)",
+    ["connector", "kind", "outcome"],
+    registry=REGISTRY,
+)
+RECONCILE_DRIFT_REPAIRED = Counter(
+    "incident_hub_reconcile_drift_repaired_total",
+    "Vendor objects whose drift a reconciliation pass repaired",
+    ["connector", "kind"],
+    registry=REGISTRY,
+)
+RECONCILE_DURATION = Histogram(
+    "incident_hub_reconcile_duration_seconds",
+    "Duration of reconciliation passes",
+    ["connector", "kind"],
+    registry=REGISTRY,
+    buckets=(0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 900.0),
+)
+
 
 class OutboxCollector(Collector):
     """Deliveries by state and the dispatcher's lag (age of the oldest due, undelivered delivery)."""

@@ -78,6 +78,41 @@ class Settings(BaseSettings):
         default=300.0, description="How long a paused connector waits before it is tried again."
     )
 
+    reconcile_enabled: bool = Field(
+        default=True, description="Run the reconciler in `serve` (see docs/reconciliation.md)."
+    )
+    reconcile_interval_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="Incremental pass per connector this often; replicas not holding the reconciler's "
+        "lock (PostgreSQL) try to take it this often.",
+    )
+    reconcile_full_minutes: float = Field(
+        default=60.0, gt=0, description="Full sweep of the links of incidents not CLOSED this often."
+    )
+    reconcile_overlap_seconds: float = Field(
+        default=120.0,
+        ge=0,
+        description="An incremental pass asks for objects changed since its watermark minus this "
+        "(vendor clocks may run behind ours).",
+    )
+    reconcile_first_lookback_minutes: float = Field(
+        default=60.0,
+        ge=0,
+        description="A connector's first incremental pass looks back this far; older objects are "
+        "brought in by `incident-hub backfill`.",
+    )
+    reconcile_rate_fraction: float = Field(
+        default=0.2,
+        gt=0,
+        le=1,
+        description="Share of a connector's `rate_limit_per_second` the reconciler and backfill may use, "
+        "on a budget of their own, so deliveries are never starved.",
+    )
+    reconcile_page_size: int = Field(
+        default=100, ge=1, le=1000, description="Links read per database page in a full sweep."
+    )
+
     api_key_cache_seconds: float = Field(
         default=30.0, description="How long a verified API key is trusted before it is checked again."
     )

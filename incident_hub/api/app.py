@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from incident_hub import __version__
-from incident_hub.api import connectors, incidents, ops, outbox, problems
+from incident_hub.api import connectors, incidents, ops, outbox, problems, reconciliations, signals
 from incident_hub.api.middleware import BodyLimit, Metrics
 from incident_hub.hub import Hub
 from incident_hub.logs import configure as configure_logging
@@ -42,6 +42,8 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
     app.include_router(incidents.router)
     app.include_router(outbox.router)
     app.include_router(connectors.router)
+    app.include_router(reconciliations.router)
+    app.include_router(signals.router)
     app.include_router(ops.router)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.add_middleware(Metrics)

@@ -352,3 +352,37 @@ class UnmappedValueRow(Base):
     count: Mapped[int] = mapped_column(Integer, default=1)
 
     __table_args__ = (UniqueConstraint("connector_id", "field", "value"),)
+
+
+class ReconciliationRunRow(Base):
+    """One reconciliation pass over one connector: what it looked at, what drift it found and repaired."""
+
+    __tablename__ = "reconciliation_runs"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    connector_id: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))
+    trigger: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(16))
+    started_at: Mapped[datetime]
+    ended_at: Mapped[datetime | None]
+    # Incremental passes: objects changed since this vendor time were asked for.
+    window_start: Mapped[datetime | None]
+    examined: Mapped[int] = mapped_column(Integer, default=0)
+    drift_found: Mapped[int] = mapped_column(Integer, default=0)
+    drift_repaired: Mapped[int] = mapped_column(Integer, default=0)
+    errors: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_reconciliation_runs_connector", "connector_id", "kind", "id"),)
+
+
+class ReconciliationWatermarkRow(Base):
+    """Per connector, the start of the last successful incremental pass: the next asks from here."""
+
+    __tablename__ = "reconciliation_watermarks"
+
+    connector_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    watermark: Mapped[datetime]
+    updated_at: Mapped[datetime]

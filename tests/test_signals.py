@@ -1,0 +1,88 @@
+"""Component health signals: stuck/stopped opens one incident per component, repeats cost one read,
+stopped raises a stuck incident, active resolves it with a note."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from fastapi.testclient import TestClient
+from sqlalchemy import event
+
+from incident_hub.hub import Hub
+
+STUCK = {"host": "db-2", "device": "nvme0", "component": "replication", "status": "stuck"}
+
+
+@contextmanager
+def statements(hub: Hub) -> Iterator[list[str]]:
+    """The SQL statements the hub's engine runs inside the block."""
+    seen: list[str] = []
+
+    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        verb = statement.split()[0].upper()
+        if verb not in ("BEGIN", "COMMIT", "ROLLBACK"):  # transaction control (SQLite's explicit BEGIN)
+            seen.append(verb)
+
+    event.listen(hub.db.engine, "before_cursor_execute", count)
+    try:
+        yield seen
+    finally:
+        event.remove(hub.db.engine, "before_cursor_execute", count)
+
+
+def test_stuck_opens_one_incident_and_repeats_cost_one_read(api: TestClient, hub: Hub) -> None:
+    opened = api.post("/api/v1/signals", json=STUCK | {"message": "replica lag 900 s"})
+    assert opened.status_code == 201
+    body = opened.json()
+    assert (body["action"], body["severity"]) == ("opened", "SEV2_HIGH")
+    incident = api.get(f"/api/v1/incidents/{body['incident_id']}").json()
+    assert incident["title"] == "replication stuck on db-2/nvme0"
+    assert incident["dedup_key"] == "signal:db-2/nvme0/replication"
+    assert incident["source"] == "signals"
+
+    with statements(hub) as seen:
+        again = api.post("/api/v1/signals", json=STUCK)
+    assert again.status_code == 200 and again.json()["action"] == "already_open"
+    assert again.json()["incident_id"] == body["incident_id"]
+    # The API key check is cached; the repeat is the one look-up for the open incident.
+    assert seen == ["SELECT"], seen
+    assert len(api.get("/api/v1/incidents").json()["items"]) == 1
+
+
+def test_stopped_is_critical_and_raises_a_stuck_incident(api: TestClient) -> None:
+    stopped = api.post("/api/v1/signals", json=STUCK | {"component": "fan", "status": "stopped"}).json()
+    assert (stopped["action"], stopped["severity"]) == ("opened", "SEV1_CRITICAL")
+    stuck = api.post("/api/v1/signals", json=STUCK).json()
+    raised = api.post("/api/v1/signals", json=STUCK | {"status": "stopped"}).json()
+    assert (raised["action"], raised["incident_id"], raised["severity"]) == (
+        "raised",
+        stuck["incident_id"],
+        "SEV1_CRITICAL",
+    )
+    # Stuck again after stopped does not lower it.
+    assert api.post("/api/v1/signals", json=STUCK).json()["severity"] == "SEV1_CRITICAL"
+
+
+def test_active_resolves_the_open_incident_with_a_note_and_a_new_fault_opens_a_new_one(
+    api: TestClient,
+) -> None:
+    first = api.post("/api/v1/signals", json=STUCK).json()
+    resolved = api.post(
+        "/api/v1/signals", json=STUCK | {"status": "active", "observed_at": "2026-12-02T08:30:00Z"}
+    ).json()
+    assert (resolved["action"], resolved["incident_id"]) == ("resolved", first["incident_id"])
+    incident = api.get(f"/api/v1/incidents/{first['incident_id']}").json()
+    assert incident["status"] == "RESOLVED"
+    assert incident["resolution_notes"].startswith("Auto-resolved: replication on db-2/nvme0 active")
+    assert api.post("/api/v1/signals", json=STUCK | {"status": "active"}).json()["action"] == "nothing_open"
+    again = api.post("/api/v1/signals", json=STUCK).json()
+    assert again["action"] == "opened" and again["incident_id"] != first["incident_id"]
+
+
+def test_bad_signals_are_refused_with_the_field_named(api: TestClient) -> None:
+    response = api.post("/api/v1/signals", json=STUCK | {"status": "melting"})
+    assert response.status_code == 422
+    assert "status" in response.text
+    assert api.post("/api/v1/signals", json=STUCK | {"host": "a/b"}).status_code == 422
