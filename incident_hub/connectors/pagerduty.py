@@ -446,30 +446,51 @@ class PagerDutyConnector(Connector):
         return self._incident_change(data, ChangeKind.SNAPSHOT, common)
 
     async def list_changed(self, since: datetime) -> AsyncIterator[ExternalChange]:
+        """Incidents of the service changed since `since`, as snapshots.
+
+        `GET /incidents?since=` filters by creation time, so a change to an older incident would be
+        missed: the incidents come from the log entries in the window instead (every trigger,
+        acknowledgement, resolve, reassignment, priority change and note writes one), then each is read once.
+        """
+        until = datetime.now(UTC).isoformat()
+        changed: list[str] = []
         offset = 0
         while True:
             page = await self._acall(
                 "GET",
-                "/incidents",
+                "/log_entries",
                 params={
                     "since": since.astimezone(UTC).isoformat(),
-                    "until": datetime.now(UTC).isoformat(),
-                    "service_ids[]": self.options.service_id,
+                    "until": until,
                     "offset": offset,
                     "limit": 100,
-                    "total": "true",
+                    "is_overview": "false",
                 },
             )
-            for data in page.get("incidents", []):
-                stamp = data.get("updated_at") or data.get("last_status_change_at") or data["created_at"]
-                yield self._incident_change(
-                    data,
-                    ChangeKind.SNAPSHOT,
-                    {"connector_id": self.id, "vendor_timestamp": _time(stamp), "raw": data},
-                )
-            if not page.get("more"):
-                return
-            offset += len(page.get("incidents", []))
+            entries = page.get("log_entries", []) if page else []
+            for entry in entries:
+                incident = entry.get("incident") or {}
+                service = entry.get("service") or {}
+                if incident.get("id") and service.get("id") in (None, self.options.service_id):
+                    changed.append(str(incident["id"]))
+            if not page or not page.get("more") or not entries:
+                break
+            offset += len(entries)
+        # The log is newest first: read it backwards, so incidents come in the order they first changed.
+        in_order = list(dict.fromkeys(reversed(changed)))
+        found = [
+            (await self._acall("GET", f"/incidents/{incident_id}"))["incident"] for incident_id in in_order
+        ]
+        # Oldest first, as `GET /incidents` lists them.
+        for data in sorted(found, key=lambda incident: str(incident.get("created_at", ""))):
+            if (data.get("service") or {}).get("id") != self.options.service_id:
+                continue
+            stamp = data.get("updated_at") or data.get("last_status_change_at") or data["created_at"]
+            yield self._incident_change(
+                data,
+                ChangeKind.SNAPSHOT,
+                {"connector_id": self.id, "vendor_timestamp": _time(stamp), "raw": data},
+            )
 
     async def health(self) -> Health:
         if self.options.mode == "events" and self.config.credentials is None:

@@ -412,3 +412,21 @@ def test_mutated_payloads_raise_only_the_typed_parse_error(path: Path, data: st.
         body = body[: data.draw(st.integers(0, len(body)))]
     with contextlib.suppress(WebhookParseError):
         _connector().parse_webhook({}, body)
+
+
+def test_list_changed_finds_an_older_incident_changed_since(world: PagerDutyWorld) -> None:
+    import asyncio
+    from datetime import UTC, datetime, timedelta
+
+    created = world.control.post("/incidents", json={"title": "Old but busy", "urgency": "low"}).json()
+    pd_id = created["incident"]["id"]
+    since = datetime.now(UTC) + timedelta(milliseconds=5)
+    time.sleep(0.05)
+    world.control.post(f"/incidents/{pd_id}/acknowledge", json={"actor": RESPONDER_ID}).raise_for_status()
+    connector = world.hub.connectors.get("pagerduty")
+
+    async def changed() -> list[tuple[str, str]]:
+        return [(c.external_id, c.fields["status"]) async for c in connector.list_changed(since)]
+
+    # Created before `since` (so `GET /incidents?since=` would not list it), acknowledged after it.
+    assert asyncio.run(changed()) == [(pd_id, "acknowledged")]
