@@ -456,3 +456,37 @@ def test_one_replica_reconciles_and_another_takes_over_when_it_stops(
     finally:
         for replica in replicas:
             replica.db.dispose()
+
+
+@pytest.mark.slow
+def test_with_30_percent_of_webhooks_dropped_one_pass_makes_all_four_agree(four: Hubside) -> None:
+    for side in four.world.sides.values():
+        side.sandbox.state.knobs.drop_webhook_rate = 0.3
+    # A run of changes made by people in all four vendors: open, acknowledge, raise to SEV2.
+    refs: dict[str, tuple[str, str]] = {}
+    for name in VENDORS:
+        for n in range(3):
+            title = f"From {name} {n}"
+            refs[title] = (name, four.world[name].open(title, Severity.SEV3_MEDIUM))
+    for name, ref in refs.values():
+        four.world[name].acknowledge(ref)
+        four.world[name].set_severity(ref, Severity.SEV2_HIGH)
+    four.settle()
+    sent = [e for side in four.world.sides.values() for e in side.ledger.entries(direction="out")]
+    assert [e for e in sent if e.note == "dropped"], "the run lost no webhook: nothing to repair"
+
+    for name in VENDORS:
+        run = four.reconcile(name)
+        assert run["state"] == "ok", run
+    four.settle()
+
+    # The hub and all four vendors agree, field by field, on every incident; one object each.
+    incidents = {i["title"]: i for i in four.incidents()}
+    assert sorted(incidents) == sorted(refs)
+    for title, incident in incidents.items():
+        assert (incident["severity"], incident["status"] in WORKING) == ("SEV2_HIGH", True), (title, incident)
+        for side in four.world.sides.values():
+            held = [ref for ref in side.refs() if side.title(ref) == title]
+            assert len(held) == 1, (title, side.name, held)
+            agreed = (side.status(held[0]), side.severity(held[0]))
+            assert agreed == ("working", Severity.SEV2_HIGH), (title, side.name, agreed)

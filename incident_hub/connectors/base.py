@@ -92,6 +92,12 @@ class ExternalChange(BaseModel):
         default=None, description="Our incident id, if the object carries it."
     )
     raw: dict[str, Any] = Field(default_factory=dict, description="The vendor payload, unknown fields kept.")
+    vendor_time_resolution: float = Field(
+        default=0.001,
+        gt=0,
+        description="Seconds the vendor timestamp is rounded to (PagerDuty and ServiceNow objects over REST: "
+        "whole seconds). Ordering against earlier changes is judged at this resolution.",
+    )
     reopen_window_seconds: float | None = Field(
         default=None,
         description="A new vendor object carrying the id of a hub incident resolved at most this long ago "

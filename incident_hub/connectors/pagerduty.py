@@ -56,6 +56,8 @@ log = logging.getLogger(__name__)
 SIGNATURE_HEADER = "x-pagerduty-signature"
 KEY_PREFIX = "incident-hub/"
 _RETRY_STATUSES = (408, 425, 429, 500, 502, 503, 504)
+# REST resources carry whole-second times; webhooks' `occurred_at` carries milliseconds.
+REST_TIME_RESOLUTION = 1.0
 _ASSIGNMENT_EVENTS = {
     "incident.escalated": "Escalated in PagerDuty",
     "incident.reassigned": "Reassigned in PagerDuty",
@@ -441,6 +443,7 @@ class PagerDutyConnector(Connector):
         common = {
             "connector_id": self.id,
             "vendor_timestamp": _time(data.get("updated_at") or data["created_at"]),
+            "vendor_time_resolution": REST_TIME_RESOLUTION,
             "raw": data,
         }
         return self._incident_change(data, ChangeKind.SNAPSHOT, common)
@@ -489,7 +492,12 @@ class PagerDutyConnector(Connector):
             yield self._incident_change(
                 data,
                 ChangeKind.SNAPSHOT,
-                {"connector_id": self.id, "vendor_timestamp": _time(stamp), "raw": data},
+                {
+                    "connector_id": self.id,
+                    "vendor_timestamp": _time(stamp),
+                    "vendor_time_resolution": REST_TIME_RESOLUTION,
+                    "raw": data,
+                },
             )
 
     async def health(self) -> Health:

@@ -272,6 +272,7 @@ class ServiceNowConnector(Connector):
             "external_key": _text(payload.get("number")),
             "url": self._url(sys_id),
             "vendor_timestamp": _time(payload["sys_updated_on"]),
+            "vendor_time_resolution": 1.0,  # sys_updated_on is whole seconds
             "event_id": f"{sys_id}:{payload['sys_mod_count']}",
             "raw": payload,
         }
@@ -367,6 +368,7 @@ class ServiceNowConnector(Connector):
             kind=ChangeKind.SNAPSHOT,
             fields=self._fields_of(record),
             vendor_timestamp=_time(_value(record["sys_updated_on"])[0]),
+            vendor_time_resolution=1.0,  # sys_updated_on is whole seconds
             actor=_value(record.get("sys_updated_by"))[0],
             hub_incident_id=_hub_id(_value(record.get("correlation_id"))[0]),
             raw=record,

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -87,9 +88,15 @@ class Applier:
             added = self._apply_note(session, incident.id, change)
             return Outcome("applied" if added else "noop", ref.incident_id)
         seen = ref.last_vendor_timestamp
-        if seen is not None and as_utc(change.vendor_timestamp) < seen:
+        # Compared at the change's resolution (at least the millisecond): a vendor's webhooks may carry
+        # finer times than its API's objects (PagerDuty: milliseconds in webhooks, whole seconds over REST;
+        # Opsgenie: nanoseconds and milliseconds), and a snapshot read after a webhook must not look older
+        # than it.
+        resolution = max(change.vendor_time_resolution, 0.001)
+        if seen is not None and _tick(as_utc(change.vendor_timestamp), resolution) < _tick(seen, resolution):
             return Outcome("stale", ref.incident_id, f"vendor time {change.vendor_timestamp} < {seen}")
-        ref.last_vendor_timestamp = as_utc(change.vendor_timestamp)
+        if seen is None or as_utc(change.vendor_timestamp) > seen:
+            ref.last_vendor_timestamp = as_utc(change.vendor_timestamp)
         if change.actor_is_self:
             return Outcome("echo", ref.incident_id, "made by the connector's own account")
         if change.kind is ChangeKind.DELETED:
@@ -324,6 +331,10 @@ class Applier:
 
 
 _MISSING = object()
+
+
+def _tick(stamp: datetime, resolution: float) -> int:
+    return int(stamp.timestamp() // resolution)
 
 
 def _text(value: Any) -> str | None:
