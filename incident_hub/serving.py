@@ -44,7 +44,7 @@ class ServerThread:
             ssl_certfile=ssl_certfile,
             ssl_keyfile=ssl_keyfile,
             # Clients with keep-alive connections must not hold a test or the demo up at exit.
-            timeout_graceful_shutdown=0.25,
+            timeout_graceful_shutdown=1,
         )
         self.server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self.server.run, name=f"server:{self.port}", daemon=True)
