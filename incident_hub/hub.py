@@ -11,8 +11,10 @@ import httpx
 from prometheus_client import CollectorRegistry
 
 from incident_hub.api.auth import ApiKeys
+from incident_hub.audit import AuditLog
 from incident_hub.connectors.registry import ConnectorRegistry
 from incident_hub.incidents import IncidentService
+from incident_hub.mapping.store import MappingStore
 from incident_hub.metrics import OutboxCollector
 from incident_hub.scheduler.leader import LeaderLock
 from incident_hub.scheduler.reconciler import Reconciler
@@ -59,12 +61,18 @@ class Hub:
             failure_threshold=settings.connector_failure_threshold,
             cool_down_seconds=settings.connector_cool_down_seconds,
         )
-        self.dispatcher.targets["connector"] = ConnectorTarget(self.db, self.connectors, self.incidents)
+        self.mappings = MappingStore(self.db, self.connectors)
+        self.connectors.use_mappings(self.mappings.in_use)
+        self.audit = AuditLog(self.db)
+        self.dispatcher.targets["connector"] = ConnectorTarget(
+            self.db, self.connectors, self.incidents, self.mappings
+        )
         self.inbox = Inbox(
             self.db,
             self.connectors,
             Applier(self.incidents, self.connectors.owners),
             timedelta(hours=settings.webhook_max_age_hours),
+            mappings=self.mappings,
         )
         self.reconciler = Reconciler(
             self.db,

@@ -9,7 +9,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from incident_hub.mapping.document import MappingError, default_for, parse, read_severity
+from incident_hub.mapping.document import (
+    DEFAULTS,
+    CustomField,
+    MappingError,
+    TeamMap,
+    default_for,
+    parse,
+    read_severity,
+)
 from incident_hub.mapping.translate import settled, to_canonical, to_vendor
 from incident_hub.model import Incident, Roles, Severity, Status
 
@@ -141,3 +149,94 @@ def test_vendor_values_that_already_say_the_canonical_value_are_not_overwritten(
     for value in done:
         assert jira.status.field in settled(jira, resolved, {jira.status.field: value})
     assert jira.status.field not in settled(jira, incident(Status.OPEN), {jira.status.field: done[0]})
+
+
+# ---- validation with locations, and round trips of the extended document ------------------------------
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_shipped_default_passes_validation(kind: str) -> None:
+    from incident_hub.mapping.validation import check, load
+
+    data, problems = load((DEFAULTS / f"{kind}.yaml").read_text())
+    assert problems == []
+    document, problems = check(kind, data)
+    assert problems == [] and document == default_for(kind)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@given(data=st.data())
+def test_vendor_to_canonical_to_vendor_returns_every_value_in_the_image(
+    kind: str, data: st.DataObject
+) -> None:
+    mapping = default_for(kind)
+    vendor_status = data.draw(st.sampled_from(sorted(set(mapping.status.to_vendor.values()))))
+    read = to_canonical(mapping, None, {mapping.status.field: vendor_status})
+    assert read.status is not None
+    assert to_vendor(mapping, incident(read.status))[mapping.status.field] == vendor_status
+    written = data.draw(st.sampled_from(list(mapping.severity.to_vendor.values())))
+    severity = to_canonical(mapping, None, written).severity
+    assert severity is not None and mapping.severity.to_vendor[severity] == written
+
+
+@given(
+    teams=st.dictionaries(st.text("abcdef", min_size=1, max_size=6), st.text("PQRS", min_size=3, max_size=5)),
+    levels=st.lists(st.text("xyz", min_size=1, max_size=4), min_size=4, max_size=4, unique=True),
+    team=st.text("abcdef", min_size=1, max_size=6),
+    severity=st.sampled_from(list(Severity)),
+)
+def test_team_and_custom_field_maps_round_trip(
+    teams: dict[str, str], levels: list[str], team: str, severity: Severity
+) -> None:
+    document = default_for("servicenow").model_copy(
+        update={
+            "teams": TeamMap(field="assignment_group", to_vendor=teams),
+            "custom_fields": [
+                CustomField(
+                    field="u_level",
+                    source="severity",
+                    map=dict(zip([s.value for s in Severity], levels, strict=True)),
+                    inbound=True,
+                )
+            ],
+        }
+    )
+    current = incident(severity=severity).model_copy(update={"assigned_team": team})
+    written = to_vendor(document, current)
+    assert written["assignment_group"] == team and written["u_level"] == levels[severity.rank() - 1]
+    assert to_canonical(document, current, written).is_empty()
+    fresh = to_canonical(document, None, written)
+    assert fresh.fields == {"assigned_team": team, "severity": severity.value, "title": "t"} | {
+        "description": None,
+        "resolution_notes": None,
+    }
+    assert document.teams is not None
+    for target, owner in document.teams.teams().items():
+        assert document.teams.to_vendor[owner] == target
+
+
+def test_validation_reports_each_problem_at_its_location() -> None:
+    from incident_hub.mapping.validation import check
+
+    data = {
+        "severity": {
+            "to_vendor": {"SEV1_CRITICAL": {"priority": "P1"}, "SEV2_HIGH": {"priority": "P1"}},
+            "from_vendor": [{"field": "priority", "values": {"P1": "SEV1_CRITICAL"}}],
+        },
+        "status": {
+            "to_vendor": {"OPEN": "triggered", "CLOSED": "resolved", "RESOLVED": "resolved"},
+            "from_vendor": {"triggered": "OPEN", "resolved": "RESOLVED", "acked": "DONE"},
+        },
+        "teams": {"to_vendor": {"a": "P1", "b": "P1"}},
+    }
+    document, problems = check("pagerduty", data)
+    assert document is None
+    assert {p.location for p in problems} == {"$.status.from_vendor.acked"}
+    del data["status"]["from_vendor"]["acked"]
+    document, problems = check("pagerduty", data)
+    found = {p.location: p.message for p in problems}
+    assert found["$.severity.to_vendor.SEV2_HIGH"].startswith("Ambiguous: SEV2_HIGH and SEV1_CRITICAL")
+    assert "SEV3_MEDIUM is not mapped" in found["$.severity.to_vendor.SEV3_MEDIUM"]
+    assert "MONITORING is not mapped" in found["$.status.to_vendor.MONITORING"]
+    assert "Ambiguous reverse map" in found["$.teams.to_vendor"]
+    assert "$.status.from_vendor.resolved" not in found  # resolved reads as RESOLVED, which writes it

@@ -8,7 +8,10 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from incident_hub import __version__
+from incident_hub.admin import install as install_admin
+from incident_hub.api import audit as audit_api
 from incident_hub.api import connectors, incidents, ops, outbox, problems, reconciliations, signals
+from incident_hub.api import mappings as mappings_api
 from incident_hub.api.middleware import BodyLimit, Metrics
 from incident_hub.hub import Hub
 from incident_hub.logs import configure as configure_logging
@@ -42,9 +45,12 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
     app.include_router(incidents.router)
     app.include_router(outbox.router)
     app.include_router(connectors.router)
+    app.include_router(mappings_api.router)
+    app.include_router(audit_api.router)
     app.include_router(reconciliations.router)
     app.include_router(signals.router)
     app.include_router(ops.router)
+    install_admin(app)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.add_middleware(Metrics)
     return app

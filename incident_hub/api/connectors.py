@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from sqlalchemy import select
 
 from incident_hub.api.auth import Admin, Reader
+from incident_hub.audit import actor_name
 from incident_hub.connectors.base import ConnectorConfig, ConnectorError, Health
 from incident_hub.connectors.registry import ConnectorState
 from incident_hub.errors import Conflict, InvalidRequest, NotFound
@@ -85,19 +86,25 @@ def get_connector(connector_id: str, request: Request, _: Reader) -> ConnectorVi
 
 
 @router.put("/api/v1/connectors/{connector_id}", response_model=ConnectorView)
-def put_connector(connector_id: str, config: ConnectorConfig, request: Request, _: Admin) -> ConnectorView:
+def put_connector(connector_id: str, config: ConnectorConfig, request: Request, who: Admin) -> ConnectorView:
     """Add or change a connector. Credentials are given as `{"env": NAME}` or `{"file": PATH}`."""
     if config.id != connector_id:
         raise InvalidRequest(f"body id {config.id!r} differs from the path's {connector_id!r}")
+    hub = _hub(request)
     try:
-        return _view(_hub(request).connectors.upsert(config))
+        view = _view(hub.connectors.upsert(config))
     except ConnectorError as error:
         raise InvalidRequest(str(error)) from error
+    detail = {"kind": config.kind, "enabled": config.enabled, "base_url": config.base_url}
+    hub.audit.record(actor_name(who.name, who.key_id), "connector.upsert", connector_id, detail)
+    return view
 
 
 @router.delete("/api/v1/connectors/{connector_id}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_connector(connector_id: str, request: Request, _: Admin) -> Response:
-    _hub(request).connectors.delete(connector_id)
+def delete_connector(connector_id: str, request: Request, who: Admin) -> Response:
+    hub = _hub(request)
+    hub.connectors.delete(connector_id)
+    hub.audit.record(actor_name(who.name, who.key_id), "connector.delete", connector_id, {})
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -113,10 +120,11 @@ async def connector_health(connector_id: str, request: Request, _: Reader) -> He
 
 
 @router.post("/api/v1/connectors/{connector_id}/resume", response_model=ConnectorView)
-def resume_connector(connector_id: str, request: Request, _: Admin) -> ConnectorView:
+def resume_connector(connector_id: str, request: Request, who: Admin) -> ConnectorView:
     """Lift a circuit-breaker pause now; held deliveries go out in order."""
     hub = _hub(request)
     state = hub.connectors.resume(connector_id)
+    hub.audit.record(actor_name(who.name, who.key_id), "connector.resume", connector_id, {})
     hub.dispatcher.wake()
     return _view(state)
 
@@ -193,7 +201,7 @@ def inbox(
 
 
 @router.post("/api/v1/inbox/{inbox_id}/replay", response_model=InboxEntry)
-def replay_inbox(inbox_id: int, request: Request, _: Admin) -> InboxEntry:
+def replay_inbox(inbox_id: int, request: Request, who: Admin) -> InboxEntry:
     """Apply a failed webhook again (it keeps its place: it is applied like any pending one)."""
     hub = _hub(request)
     with hub.db.write() as session:
@@ -204,5 +212,7 @@ def replay_inbox(inbox_id: int, request: Request, _: Admin) -> InboxEntry:
             raise Conflict(f"inbox entry {inbox_id} is {row.state}; only failed entries are replayed")
         row.state, row.attempts, row.lease_until, row.error = "pending", 0, None, None
         entry = InboxEntry.model_validate(row, from_attributes=True)
+    detail = {"connector_id": entry.connector_id}
+    hub.audit.record(actor_name(who.name, who.key_id), "inbox.replay", f"inbox/{inbox_id}", detail)
     hub.inbox_received()
     return entry

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response, status
 
 from incident_hub.api.auth import Admin, Reader, Writer
+from incident_hub.audit import actor_name
 from incident_hub.commands import SubscriptionDraft
 from incident_hub.hub import Hub
 from incident_hub.sync.outbox import Delivery
@@ -21,9 +22,13 @@ def _hub(request: Request) -> Hub:
 
 
 @router.post("/subscriptions", response_model=Subscription, status_code=status.HTTP_201_CREATED)
-def create_subscription(draft: SubscriptionDraft, request: Request, _: Admin) -> Subscription:
+def create_subscription(draft: SubscriptionDraft, request: Request, who: Admin) -> Subscription:
     """Receive events at `url`, each signed `X-Incident-Hub-Signature: sha256=<HMAC-SHA256(secret, body)>`."""
-    return _hub(request).subscriptions.create(draft)
+    hub = _hub(request)
+    created = hub.subscriptions.create(draft)
+    target = f"subscription/{created.id}"
+    hub.audit.record(actor_name(who.name, who.key_id), "subscription.create", target, {"name": created.name})
+    return created
 
 
 @router.get("/subscriptions", response_model=list[Subscription])
@@ -32,9 +37,12 @@ def list_subscriptions(request: Request, _: Admin) -> list[Subscription]:
 
 
 @router.delete("/subscriptions/{subscription_id}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_subscription(subscription_id: str, request: Request, _: Admin) -> Response:
+def delete_subscription(subscription_id: str, request: Request, who: Admin) -> Response:
     """Stop sending; deliveries still queued for this subscription are cancelled."""
-    _hub(request).subscriptions.delete(subscription_id)
+    hub = _hub(request)
+    hub.subscriptions.delete(subscription_id)
+    target = f"subscription/{subscription_id}"
+    hub.audit.record(actor_name(who.name, who.key_id), "subscription.delete", target, {})
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -58,19 +66,21 @@ def get_delivery(delivery_id: int, request: Request, _: Reader) -> Delivery:
 
 
 @router.post("/deliveries/{delivery_id}/replay", response_model=Delivery)
-def replay_delivery(delivery_id: int, request: Request, _: Writer) -> Delivery:
+def replay_delivery(delivery_id: int, request: Request, who: Writer) -> Delivery:
     """Send a dead delivery again (with a fresh retry budget). Later deliveries for the same incident and
     target wait behind a dead one; after it, they go out in order."""
     hub = _hub(request)
     delivery = hub.outbox.replay(delivery_id)
+    hub.audit.record(actor_name(who.name, who.key_id), "delivery.replay", f"delivery/{delivery_id}", {})
     hub.dispatcher.wake()
     return delivery
 
 
 @router.post("/deliveries/{delivery_id}/discard", response_model=Delivery)
-def discard_delivery(delivery_id: int, request: Request, _: Admin) -> Delivery:
+def discard_delivery(delivery_id: int, request: Request, who: Admin) -> Delivery:
     """Give up on a dead delivery (kept as `cancelled`): the deliveries waiting behind it go out."""
     hub = _hub(request)
     delivery = hub.outbox.discard(delivery_id)
+    hub.audit.record(actor_name(who.name, who.key_id), "delivery.discard", f"delivery/{delivery_id}", {})
     hub.dispatcher.wake()
     return delivery

@@ -207,6 +207,7 @@ class Connector(ABC):
         self.id = config.id
         self.options = self.Options.model_validate(config.options)
         self._executor: ThreadPoolExecutor | None = None
+        self._mapping_in_use: MappingDocument | None = None
 
     async def run_blocking(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run a blocking vendor-client call on this connector's own threads.
@@ -271,13 +272,42 @@ class Connector(ABC):
     def list_changed(self, since: datetime) -> AsyncIterator[ExternalChange]:
         """Objects changed since `since` (paged), as SNAPSHOT changes."""
 
+    def list_open(self) -> AsyncIterator[ExternalChange]:
+        """Every object in the connector's scope that is not ended in the vendor (its status reads as
+        neither RESOLVED nor CLOSED), as SNAPSHOT changes, in the vendor's largest pages.
+
+        Optional: a full sweep compares these in pages and fetches one by one only the linked objects the
+        listing left out. The default raises NotImplementedError, and the sweep fetches every link."""
+        raise NotImplementedError(f"connector kind {self.kind} does not list its open objects")
+
     @abstractmethod
     async def health(self) -> Health:
         """Call the vendor with the configured credentials."""
 
-    def mapping(self) -> MappingDocument:
-        """The mapping this connector translates with (the vendor's shipped default unless overridden)."""
+    def default_mapping(self) -> MappingDocument:
+        """The vendor's shipped default, with this connector's option-driven tweaks (a connector whose
+        options change the mapping overrides this). Version 1 of the stored mapping starts from it."""
         return default_for(self.kind)
+
+    def use_mapping(self, document: MappingDocument | None) -> None:
+        """Translate with `document` from now on (the stored current version); None: the default."""
+        self._mapping_in_use = document
+
+    def mapping(self) -> MappingDocument:
+        """The mapping this connector translates with: the stored one in use, else `default_mapping()`."""
+        document: MappingDocument | None = getattr(self, "_mapping_in_use", None)
+        return document if document is not None else self.default_mapping()
+
+    def team_targets(self, configured: Mapping[str, str]) -> dict[str, str]:
+        """Canonical team -> vendor target: the connector's option, with the mapping's `teams` over it."""
+        teams = self.mapping().teams
+        return {**configured, **(teams.targets() if teams is not None else {})}
+
+    def team_of(self, configured: Mapping[str, str]) -> dict[str, str]:
+        """Vendor target -> canonical team: `team_targets` reversed, the mapping's `from_vendor` first."""
+        teams = self.mapping().teams
+        reverse = {target: team for team, target in configured.items()}
+        return {**reverse, **(teams.teams() if teams is not None else {})}
 
     async def close(self) -> None:
         """Release clients (subclasses that override this call it last)."""

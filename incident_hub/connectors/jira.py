@@ -142,7 +142,7 @@ class JiraConnector(Connector):
         self._lock = threading.Lock()
         self._me: dict[str, Any] | None = None
 
-    def mapping(self) -> MappingDocument:
+    def default_mapping(self) -> MappingDocument:
         return self._mapping
 
     # ---- client ---------------------------------------------------------------------------------------
@@ -426,7 +426,7 @@ class JiraConnector(Connector):
         Without `now` (the issue's status), the transitions on offer are asked first: in the common case
         one of them reaches `target`, and the move costs two calls; the issue is read only when none does.
         """
-        reads = self._mapping.status.from_vendor
+        reads = self.mapping().status.from_vendor
         client = self.client()
         available: list[dict[str, Any]] | None = None
         if now is None:
@@ -505,7 +505,7 @@ class JiraConnector(Connector):
             created = self._call(client.create_issue, fields=body, prefetch=False)
             issue_id, key = str(created.id), str(created.key)
             self._set_property(issue_id, incident)
-            initial = self.options.initial_status or self._mapping.status.to_vendor[Status.OPEN]
+            initial = self.options.initial_status or self.mapping().status.to_vendor[Status.OPEN]
             if fields.get("status") and fields["status"] != initial:
                 self._move_to(issue_id, key, str(fields["status"]))
             return PushResult(external_id=issue_id, external_key=key, url=self._browse(key))
@@ -551,6 +551,25 @@ class JiraConnector(Connector):
         # Minutes in the account's zone, rounded down: the first minute is read again, never missed.
         local = since.astimezone(zone).strftime("%Y/%m/%d %H:%M")
         jql = f'project = {_quoted(self.options.project_key)} AND updated >= "{local}" ORDER BY updated ASC'
+        token: str | None = None
+        while True:
+            page = await self.run_blocking(
+                self._search,
+                jql,
+                token,
+                maxResults=self.options.page_size,
+                fields=self._read_fields().split(","),
+            )
+            for issue in page.get("issues", []):
+                yield self._snapshot(issue)
+            token = page.get("nextPageToken")
+            if page.get("isLast", True) or not token:
+                return
+
+    async def list_open(self) -> AsyncIterator[ExternalChange]:
+        """Issues of the project not in the Done status category, oldest first, `page_size` a page (100
+        at most once fields are asked for: `/rest/api/3/search/jql` maxResults)."""
+        jql = f"project = {_quoted(self.options.project_key)} AND statusCategory != Done ORDER BY created ASC"
         token: str | None = None
         while True:
             page = await self.run_blocking(

@@ -132,10 +132,9 @@ class OpsgenieConnector(Connector):
         self._client: opsgenie_sdk.ApiClient | None = None
         self._alerts: opsgenie_sdk.AlertApi | None = None
         self._lock = threading.Lock()
-        self._team_names = {og: canonical for canonical, og in self.options.teams.items()}
         self._user_names = {og.lower(): canonical for canonical, og in self.options.users.items()}
 
-    def mapping(self) -> MappingDocument:
+    def default_mapping(self) -> MappingDocument:
         base = default_for(self.kind)
         if not self.options.users:
             return base
@@ -403,7 +402,7 @@ class OpsgenieConnector(Connector):
     def _canonical_team(self, name: Any) -> str:
         if not isinstance(name, str):
             raise TypeError("a team is not a string")
-        return self._team_names.get(name, name)
+        return self.team_of(self.options.teams).get(name, name)
 
     def _canonical_user(self, username: Any) -> str:
         if not isinstance(username, str):
@@ -440,7 +439,7 @@ class OpsgenieConnector(Connector):
         return {"user": self.options.user, "source": self.options.source}
 
     def _team_name(self, canonical: str) -> str:
-        return self.options.teams.get(canonical, canonical)
+        return self.team_targets(self.options.teams).get(canonical, canonical)
 
     def _get(self, identifier: str, identifier_type: str = "id") -> dict[str, Any]:
         found = self._call("get_alert", identifier=identifier, identifier_type=identifier_type)["data"]
@@ -623,6 +622,28 @@ class OpsgenieConnector(Connector):
             for alert in alerts:
                 yield self._snapshot(alert)
             if len(alerts) < limit:
+                return
+            offset += len(alerts)
+
+    async def list_open(self) -> AsyncIterator[ExternalChange]:
+        """Open alerts (`query=status:open`, acknowledged or not), oldest first, `page_size` a page (100 at
+        most, list alerts `limit`). The answer's `paging.next` says whether another page exists, so a
+        listing of exactly 100·k alerts asks for no empty page."""
+        offset, limit = 0, self.options.page_size
+        while True:
+            page = await self.run_blocking(
+                self._call,
+                "list_alerts",
+                query="status:open",
+                sort="createdAt",
+                order="asc",
+                offset=offset,
+                limit=limit,
+            )
+            alerts = page.get("data") or []
+            for alert in alerts:
+                yield self._snapshot(alert)
+            if not alerts or not (page.get("paging") or {}).get("next"):
                 return
             offset += len(alerts)
 

@@ -25,7 +25,7 @@ import ssl
 import threading
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, TypeVar
 
 import httpx2
@@ -103,7 +103,7 @@ class PagerDutyConnector(Connector):
         self._priority_ids: dict[str, str] = {}
         self._user_ids: dict[str, str] = {}
 
-    def mapping(self) -> MappingDocument:
+    def default_mapping(self) -> MappingDocument:
         base = default_for(self.kind)
         if not self.options.escalation_policies:
             return base
@@ -291,8 +291,8 @@ class PagerDutyConnector(Connector):
         if isinstance(priority, dict) and priority.get("summary"):
             fields["priority"] = priority["summary"]
         policy = data.get("escalation_policy")
-        if isinstance(policy, dict) and self.options.escalation_policies:
-            teams = {policy_id: team for team, policy_id in self.options.escalation_policies.items()}
+        if isinstance(policy, dict) and self.team_targets(self.options.escalation_policies):
+            teams = self.team_of(self.options.escalation_policies)
             # A policy no team is mapped to leaves the team as it is.
             if policy.get("id") in teams:
                 fields["escalation_policy"] = teams[policy["id"]]
@@ -328,7 +328,7 @@ class PagerDutyConnector(Connector):
             priority_id = self._priority_id(str(fields["priority"]))
             body["priority"] = {"id": priority_id, "type": "priority_reference"} if priority_id else None
         if fields.get("escalation_policy"):
-            policy = self.options.escalation_policies.get(str(fields["escalation_policy"]))
+            policy = self.team_targets(self.options.escalation_policies).get(str(fields["escalation_policy"]))
             if policy:
                 body["escalation_policy"] = {"id": policy, "type": "escalation_policy_reference"}
         # PagerDuty's API moves incidents only forward: to acknowledged or resolved.
@@ -499,6 +499,58 @@ class PagerDutyConnector(Connector):
                     "raw": data,
                 },
             )
+
+    async def list_open(self) -> AsyncIterator[ExternalChange]:
+        """Triggered and acknowledged incidents of the service, oldest first, 100 a page.
+
+        Classic pagination stops at offset + limit = 10,000 (developer docs "Pagination"): past it, the
+        listing goes on in `since`/`until` windows of creation time from the last incident read, each at
+        most the 6 months `GET /incidents` allows, to now. An incident seen twice is given once.
+        """
+        if self.options.mode == "events" and self.config.credentials is None:
+            raise PermanentDeliveryError("PagerDuty events mode without a REST token cannot list incidents")
+        limit, most = 100, 10_000
+        query: dict[str, Any] = {
+            "statuses[]": ["triggered", "acknowledged"],
+            "service_ids[]": [self.options.service_id],
+            "sort_by": "created_at:asc",
+            "limit": limit,
+        }
+        window: dict[str, str] = {"date_range": "all"}
+        window_start: datetime | None = None
+        window_end: datetime | None = None
+        seen: set[str] = set()
+        offset = 0
+        while True:
+            page = await self._acall("GET", "/incidents", params={**query, **window, "offset": offset})
+            incidents = (page or {}).get("incidents") or []
+            for data in incidents:
+                if data["id"] in seen:
+                    continue
+                seen.add(data["id"])
+                stamp = data.get("updated_at") or data.get("last_status_change_at") or data["created_at"]
+                yield self._incident_change(
+                    data,
+                    ChangeKind.SNAPSHOT,
+                    {"connector_id": self.id, "vendor_timestamp": _time(stamp), "raw": data},
+                )
+            offset += len(incidents)
+            more = bool(incidents) and bool((page or {}).get("more"))
+            if more and offset + limit <= most:
+                continue
+            now = datetime.now(UTC)
+            if more:
+                start = _time(incidents[-1]["created_at"])  # the next window starts at the last one read
+                if window_start is not None and start <= window_start:
+                    start = window_start + timedelta(seconds=1)  # 10,000 in one second: move on
+            elif window_end is not None and window_end < now:
+                start = window_end
+            else:
+                return
+            window_start = start
+            window_end = min(start + timedelta(days=180), now)
+            window = {"since": start.isoformat(), "until": window_end.isoformat()}
+            offset = 0
 
     async def health(self) -> Health:
         if self.options.mode == "events" and self.config.credentials is None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -19,6 +20,7 @@ from incident_hub.clock import utcnow
 from incident_hub.connectors.base import Connector, ConnectorConfig, ConnectorError, build
 from incident_hub.errors import InvalidRequest, NotFound
 from incident_hub.events import invalidate_targets
+from incident_hub.mapping.document import MappingDocument
 from incident_hub.store.db import Database
 from incident_hub.store.tables import ConnectorRow
 
@@ -74,6 +76,7 @@ class ConnectorRegistry:
         # Replaced instances may still be in use by a push in flight: closed at shutdown, not at once.
         self._retired: list[Connector] = []
         self._lock = threading.Lock()
+        self._mappings: Callable[[Connector], MappingDocument | None] | None = None
 
     # ---- configuration ------------------------------------------------------------------------------
 
@@ -146,18 +149,29 @@ class ConnectorRegistry:
         return state
 
     def get(self, connector_id: str) -> Connector:
-        """The connector instance, built from its current stored configuration."""
+        """The connector instance, built from its current stored configuration, translating with the
+        current stored mapping (see `use_mappings`)."""
         state = self.state(connector_id)
         stored = state.config.model_dump(mode="json")
         with self._lock:
             cached = self._instances.get(connector_id)
             if cached is not None and cached[0] == stored:
-                return cached[1]
-            instance = build(state.config)
-            self._instances[connector_id] = (stored, instance)
+                instance = cached[1]
+                cached = None
+            else:
+                instance = build(state.config)
+                self._instances[connector_id] = (stored, instance)
         if cached is not None:
             self._retired.append(cached[1])
+        # Outside the lock: the source may read the registry's state.
+        if self._mappings is not None:
+            instance.use_mapping(self._mappings(instance))
         return instance
+
+    def use_mappings(self, source: Callable[[Connector], MappingDocument | None]) -> None:
+        """Hand every connector `get` returns the mapping `source` gives for it (the stored current
+        version), so what a connector reads internally (Jira's status names) is what the hub maps with."""
+        self._mappings = source
 
     def owners(self) -> dict[str, str]:
         """Canonical field -> the connector that owns it (per-field ownership, where configured)."""

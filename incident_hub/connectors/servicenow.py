@@ -151,7 +151,7 @@ class ServiceNowConnector(Connector):
         self._client_loop: asyncio.AbstractEventLoop | None = None
         self._base = config.base_url.rstrip("/")
 
-    def mapping(self) -> MappingDocument:
+    def default_mapping(self) -> MappingDocument:
         return self._mapping
 
     # ---- client ---------------------------------------------------------------------------------------
@@ -325,12 +325,12 @@ class ServiceNowConnector(Connector):
         return user_name is not None and user_name.lower() == self.options.username.lower()
 
     def _severity_fields(self) -> list[str]:
-        return [rule.field for rule in self._mapping.severity.from_vendor] + [
-            f for written in self._mapping.severity.to_vendor.values() for f in written
+        return [rule.field for rule in self.mapping().severity.from_vendor] + [
+            f for written in self.mapping().severity.to_vendor.values() for f in written
         ]
 
     def _watched_fields(self) -> set[str]:
-        mapping = self._mapping
+        mapping = self.mapping()
         return {mapping.status.field, *self._severity_fields(), *mapping.fields.values()}
 
     def _read_fields(self) -> list[str]:
@@ -348,12 +348,17 @@ class ServiceNowConnector(Connector):
                 continue
             value, display = _value(record[name])
             if name in names:
-                by_id = {v: k for k, v in getattr(self.options, names[name]).items()}
+                by_id = {v: k for k, v in self._references(names[name]).items()}
                 value = by_id.get(value or "", display or value) if value else None
             if name == "short_description" and not value:
                 continue  # the hub's title cannot be emptied
             values[name] = value or None
         return values
+
+    def _references(self, option: str) -> dict[str, str]:
+        """Canonical name -> sys_id for a reference option; teams also from the mapping's `teams`."""
+        configured: dict[str, str] = getattr(self.options, option)
+        return self.team_targets(configured) if option == "assignment_groups" else configured
 
     def _url(self, sys_id: str) -> str:
         return f"{self._base}/{TABLE}.do?sys_id={sys_id}"
@@ -396,7 +401,7 @@ class ServiceNowConnector(Connector):
             if name == "priority" and not self.options.write_priority:
                 continue  # computed by ServiceNow from impact and urgency
             if name in references and value is not None:
-                value = getattr(self.options, references[name]).get(str(value))
+                value = self._references(references[name]).get(str(value))
                 if value is None:
                     continue  # a name with no sys_id configured: nothing to write
             if name == "short_description" and value is not None:
@@ -510,6 +515,17 @@ class ServiceNowConnector(Connector):
         record.add_encoded_query(f"sys_updated_on>={since.astimezone(UTC).strftime(TIME_FORMAT)}")
         # pysnc orders by sys_id (its own default, for stable pages): an update during the walk moves
         # no record across a page boundary, as ORDERBYsys_updated_on would.
+        await self._call(record.query)
+        while await self._call(record.next):
+            yield self._snapshot(record.serialize(display_value="all"))
+
+    async def list_open(self) -> AsyncIterator[ExternalChange]:
+        """Incidents New, In Progress or On Hold, `page_size` records a page (`sysparm_limit`: 10,000 by
+        default in the Table API docs, which warn that very large pages slow the instance).
+
+        A Resolved incident stays `active` until it is Closed (incident state model), hence the state."""
+        record = await self._call(lambda: self._record(self.options.page_size))
+        record.add_encoded_query("active=true^state!=6")
         await self._call(record.query)
         while await self._call(record.next):
             yield self._snapshot(record.serialize(display_value="all"))

@@ -12,18 +12,24 @@ Shape (see docs/mappings.md):
       to_vendor:   {OPEN: triggered, ACKNOWLEDGED: acknowledged, ...}
       from_vendor: {triggered: OPEN, acknowledged: ACKNOWLEDGED, resolved: RESOLVED}
     fields:        {title: title, description: description}              # canonical -> vendor field, copied
+
+Optional sections (see docs/mappings.md): `custom_fields` (vendor field paths filled by a value transform:
+copy, map table, template, constant), `teams` (canonical team <-> vendor target), `routing` (which
+incidents go to the connector), `notes` (whether notes sync, and how they are signed). `disabled_reason`
+and `disabled_until` are read-only: the circuit breaker's state, shown with the stored document.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, model_validator
 
-from incident_hub.model import Severity, Status
+from incident_hub.model import Incident, Severity, Status
 
 DEFAULTS = Path(__file__).parent / "defaults"
 
@@ -54,15 +60,105 @@ class StatusMap(BaseModel):
     from_vendor: dict[str, Status]
 
 
+class CustomField(BaseModel):
+    """One vendor field filled from the incident (PagerDuty's Jira rule `custom_fields`, gone further):
+    exactly one of `source` (a canonical field, optionally through `map`), `template` or `value`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    field: str = Field(description="Vendor field path, e.g. customfield_10042 or u_business_service.")
+    source: str | None = Field(default=None, description="Canonical field copied (type `attribute`).")
+    map: dict[str, Any] | None = Field(
+        default=None, description="Canonical value -> vendor value, applied to `source`."
+    )
+    template: str | None = Field(
+        default=None, description="Python format string over canonical fields: '{number}: {title}'."
+    )
+    value: Any = Field(default=None, description="A constant vendor value, sent as is (any JSON).")
+    default: Any = Field(default=None, description="Sent when `source` is empty or has no entry in `map`.")
+    inbound: bool = Field(
+        default=False, description="Also read the vendor field back into `source` (through `map` reversed)."
+    )
+
+
+class TeamMap(BaseModel):
+    """Canonical team <-> vendor target (PagerDuty escalation policy id, ServiceNow assignment group
+    sys_id, Opsgenie team name). The vendor field carries the canonical team; the connector turns it
+    into the target (these entries win over the connector's own option for the same team)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    field: str | None = Field(default=None, description="Vendor field that carries the team.")
+    to_vendor: dict[str, str] = Field(default_factory=dict)
+    from_vendor: dict[str, str] = Field(
+        default_factory=dict, description="Vendor target -> canonical team; default: `to_vendor` reversed."
+    )
+
+    def targets(self) -> dict[str, str]:
+        return dict(self.to_vendor)
+
+    def teams(self) -> dict[str, str]:
+        """Vendor target -> canonical team: `from_vendor`, then the first team `to_vendor` names for it."""
+        found: dict[str, str] = {}
+        for team, target in self.to_vendor.items():
+            found.setdefault(target, team)
+        return {**found, **self.from_vendor}
+
+
+class RoutingRules(BaseModel):
+    """Which incidents open an object at this connector; empty lists admit all. Incidents already linked
+    keep syncing whatever the rules say."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    severities: list[Severity] = Field(default_factory=list)
+    teams: list[str] = Field(default_factory=list)
+    services: list[str] = Field(default_factory=list)
+    tags: list[str] = Field(default_factory=list)
+
+    def admits(self, incident: Incident) -> bool:
+        if self.severities and incident.severity not in self.severities:
+            return False
+        if self.teams and incident.assigned_team not in self.teams:
+            return False
+        services = {service.name for service in incident.affected_services}
+        if self.services and not services & set(self.services):
+            return False
+        return not self.tags or bool(set(incident.tags) & set(self.tags))
+
+
+class NotesRule(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    outbound: bool = Field(default=True, description="Hub notes are added to the vendor object.")
+    inbound: bool = Field(default=True, description="Vendor comments become hub notes.")
+    format: str = Field(
+        default="[{origin}] {author}: {message}",
+        description="How a note reads in the vendor: placeholders origin, author, message.",
+    )
+
+
 class MappingDocument(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     severity: SeverityMap
     status: StatusMap
     fields: dict[str, str] = Field(default_factory=dict, description="Canonical field -> vendor field.")
+    custom_fields: list[CustomField] = Field(default_factory=list)
+    teams: TeamMap | None = None
+    routing: RoutingRules | None = Field(
+        default=None, description="Wins over the connector configuration's `routing` when given."
+    )
+    notes: NotesRule = Field(default_factory=NotesRule)
+    disabled_reason: str | None = Field(
+        default=None, description="Read-only: why the circuit breaker paused the connector."
+    )
+    disabled_until: datetime | None = Field(default=None, description="Read-only: until when.")
 
     @model_validator(mode="after")
-    def _total_and_stable(self) -> MappingDocument:
+    def _total_and_stable(self, info: ValidationInfo) -> MappingDocument:
+        if info.context and info.context.get("structure_only"):
+            return self  # `mapping.validation` reports these problems one by one, with locations
         problems: list[str] = []
         missing = [s.value for s in Severity if s not in self.severity.to_vendor]
         if missing:

@@ -1,7 +1,9 @@
 """Reconciliation passes: find what webhooks missed and repair it through the apply path.
 
 An incremental pass asks the connector for objects changed since its watermark (minus an overlap, since
-vendor clocks may run behind ours); a full sweep fetches every linked object of the incidents not CLOSED.
+vendor clocks may run behind ours); a full sweep compares every linked object of the incidents not CLOSED,
+listed a page at a time by `list_open` where the connector has it, and fetched one by one where the listing
+cannot show it (the vendor ended or deleted it) or the connector cannot list.
 Each object the vendor returns is a SNAPSHOT `ExternalChange` applied by `Applier.apply`, exactly as a
 webhook is: an unchanged object compares equal to what the ref says the vendor holds and applies as
 nothing, a stale one is dropped by vendor time, and a repair queues deliveries to every other connector.
@@ -16,22 +18,22 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Set
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from aiolimiter import AsyncLimiter
 from sqlalchemy import select
 
-from incident_hub.clock import utcnow
+from incident_hub.clock import as_utc, utcnow
 from incident_hub.connectors.base import Connector, ExternalChange
 from incident_hub.connectors.registry import ConnectorRegistry
 from incident_hub.errors import InvalidRequest
 from incident_hub.logs import log_context
 from incident_hub.mapping.document import MappingDocument
 from incident_hub.metrics import RECONCILE_DRIFT_REPAIRED, RECONCILE_DURATION, RECONCILE_RUNS
-from incident_hub.model import ExternalRef, Status
+from incident_hub.model import OPEN_STATUSES, ExternalRef, Status
 from incident_hub.scheduler.runs import PassKind, ReconciliationRun, Runs, RunState
 from incident_hub.store.db import Database
 from incident_hub.store.tables import ExternalRefRow, IncidentRow
@@ -45,6 +47,28 @@ T = TypeVar("T")
 REPAIRED = frozenset({"applied", "created", "linked", "reopened"})
 # A full sweep whose reads fail this many times in a row stops: the vendor is down, not one object.
 MAX_FAILURES_IN_A_ROW = 5
+
+
+@dataclass(frozen=True)
+class _Held:
+    """What the hub last knew of a linked object: the vendor values it holds, and their vendor time."""
+
+    written: dict[str, Any]
+    seen: datetime | None
+
+
+def _in_step(change: ExternalChange, held: _Held) -> bool:
+    """A listed object that says nothing the hub does not already know: every field as the link holds it
+    and no later vendor time. Applying it would change nothing (apply finds no news); a sweep skips the
+    transaction, which is most of a sweep's cost when nothing drifted."""
+    if change.note is not None or held.seen is None:
+        return False
+    if as_utc(change.vendor_timestamp) > as_utc(held.seen):
+        return False
+    return all(held.written.get(name, _ABSENT) == value for name, value in change.fields.items())
+
+
+_ABSENT = object()
 
 
 class PassAborted(Exception):
@@ -250,19 +274,69 @@ class Reconciler:
     # ---- full sweep -------------------------------------------------------------------------------
 
     async def _full(self, connector: Connector, tally: Tally, stop: asyncio.Event | None) -> bool:
-        """Fetch every object linked to an incident not CLOSED, a page of links at a time."""
+        """Compare every object linked to an incident not CLOSED: the vendor's open objects a page at a
+        time (`list_open`), then, one by one, the links of open incidents the listing left out (the vendor
+        ended or deleted them, or they are outside the listing's scope). A connector without `list_open`
+        has every link fetched one by one."""
+        try:
+            listing = connector.list_open()
+        except NotImplementedError:
+            return await self._fetch_each(connector, tally, stop, statuses=None, listed=frozenset())
+        linked = await asyncio.to_thread(self._swept_links, connector.id)
+        if not linked:
+            # Nothing to compare with: no vendor call.
+            close = getattr(listing, "aclose", None)
+            if close is not None:
+                await close()
+            return False
+        listed: set[str] = set()
+        mapping = connector.mapping()
+        changes = paced(listing, self.budget(connector))
+        try:
+            async with contextlib.aclosing(changes):
+                async for change in changes:
+                    if stop is not None and stop.is_set():
+                        return True
+                    # Objects no swept incident links to are the incremental pass's (and backfill's).
+                    if change.external_id not in linked or change.external_id in listed:
+                        continue
+                    listed.add(change.external_id)
+                    if _in_step(change, linked[change.external_id]):
+                        tally.examined += 1  # what apply would find: nothing new, no write
+                        continue
+                    await self._reconcile(change, mapping, tally)
+        except NotImplementedError:
+            if listed:
+                raise
+            return await self._fetch_each(connector, tally, stop, statuses=None, listed=frozenset())
+        # An incident RESOLVED in the hub whose object the listing left out is ended in the vendor too.
+        return await self._fetch_each(connector, tally, stop, statuses=OPEN_STATUSES, listed=listed)
+
+    async def _fetch_each(
+        self,
+        connector: Connector,
+        tally: Tally,
+        stop: asyncio.Event | None,
+        *,
+        statuses: tuple[Status, ...] | None,
+        listed: Set[str],
+    ) -> bool:
+        """Fetch the objects linked to incidents in `statuses` (None: all but CLOSED) not in `listed`,
+        a page of links at a time."""
         mapping = connector.mapping()
         limit = self.budget(connector)
         after = 0
         failures_in_a_row = 0
         while True:
-            page = await asyncio.to_thread(self._linked, connector.id, after)
+            page = await asyncio.to_thread(self._linked, connector.id, after, statuses)
             if not page:
                 return False
             for ref_id, ref in page:
                 if stop is not None and stop.is_set():
                     return True
                 after = ref_id
+                if ref.external_id in listed:
+                    continue
                 try:
                     async with limit:
                         change = await connector.fetch(ref)
@@ -279,16 +353,34 @@ class Reconciler:
                 failures_in_a_row = 0
                 await self._reconcile(change, mapping, tally)
 
-    def _linked(self, connector_id: str, after: int) -> list[tuple[int, ExternalRef]]:
+    def _swept_links(self, connector_id: str) -> dict[str, _Held]:
+        """The connector's objects linked to an incident not CLOSED, with what the hub last knew of each."""
+        with self.db.read() as session:
+            rows = session.execute(
+                select(
+                    ExternalRefRow.external_id, ExternalRefRow.written, ExternalRefRow.last_vendor_timestamp
+                )
+                .join(IncidentRow, IncidentRow.id == ExternalRefRow.incident_id)
+                .where(
+                    ExternalRefRow.connector_id == connector_id,
+                    IncidentRow.status != Status.CLOSED.value,
+                )
+            )
+            return {external_id: _Held(written or {}, seen) for external_id, written, seen in rows}
+
+    def _linked(
+        self, connector_id: str, after: int, statuses: tuple[Status, ...] | None
+    ) -> list[tuple[int, ExternalRef]]:
+        wanted = (
+            IncidentRow.status != Status.CLOSED.value
+            if statuses is None
+            else IncidentRow.status.in_([s.value for s in statuses])
+        )
         with self.db.read() as session:
             rows = session.scalars(
                 select(ExternalRefRow)
                 .join(IncidentRow, IncidentRow.id == ExternalRefRow.incident_id)
-                .where(
-                    ExternalRefRow.connector_id == connector_id,
-                    ExternalRefRow.id > after,
-                    IncidentRow.status != Status.CLOSED.value,
-                )
+                .where(ExternalRefRow.connector_id == connector_id, ExternalRefRow.id > after, wanted)
                 .order_by(ExternalRefRow.id)
                 .limit(self.page_size)
             )

@@ -244,6 +244,8 @@ class DeliveryRow(Base):
     last_status_code: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime]
     delivered_at: Mapped[datetime | None]
+    # Connector deliveries: the mapping version that mapped what the last push sent.
+    mapping_version: Mapped[int | None] = mapped_column(Integer)
 
     __table_args__ = (
         Index("ix_deliveries_due", "state", "next_attempt_at"),
@@ -386,3 +388,37 @@ class ReconciliationWatermarkRow(Base):
     connector_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     watermark: Mapped[datetime]
     updated_at: Mapped[datetime]
+
+
+class MappingVersionRow(Base):
+    """One version of a connector's mapping document: every change is a new row, none is edited."""
+
+    __tablename__ = "mapping_versions"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    connector_id: Mapped[str] = mapped_column(String(64))
+    version: Mapped[int] = mapped_column(Integer)
+    document: Mapped[dict[str, Any]] = mapped_column(JSON)
+    yaml: Mapped[str] = mapped_column(Text)
+    author: Mapped[str | None] = mapped_column(String(200))
+    comment: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+
+    __table_args__ = (UniqueConstraint("connector_id", "version", name="uq_mapping_versions_version"),)
+
+
+class AuditEntryRow(Base):
+    """One admin action: who (API key name and id), what, on which target, when, with what detail."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    at: Mapped[datetime] = mapped_column(index=True)
+    actor: Mapped[str] = mapped_column(String(300))
+    action: Mapped[str] = mapped_column(String(100))
+    target: Mapped[str] = mapped_column(String(300))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON)

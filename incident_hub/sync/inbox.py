@@ -19,10 +19,11 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from incident_hub.clock import as_utc, utcnow
-from incident_hub.connectors.base import ConnectorError, WebhookRejected
+from incident_hub.connectors.base import ChangeKind, ConnectorError, WebhookRejected
 from incident_hub.connectors.registry import ConnectorRegistry
 from incident_hub.errors import NotFound
 from incident_hub.logs import log_context
+from incident_hub.mapping.store import MappingStore
 from incident_hub.store.db import Database
 from incident_hub.store.tables import InboxRow, WebhookRejectionRow
 from incident_hub.sync.apply import Applier, LinkRace
@@ -49,8 +50,11 @@ class Inbox:
         applier: Applier,
         max_age: timedelta = timedelta(hours=48),
         lease: timedelta = timedelta(seconds=10),
+        mappings: MappingStore | None = None,
     ) -> None:
         self.db = db
+        # The stored mapping versions (None: each connector's own mapping).
+        self.mappings = mappings
         self.registry = registry
         self.applier = applier
         self.max_age = max_age
@@ -163,7 +167,13 @@ class Inbox:
             try:
                 connector = self.registry.get(connector_id)
                 changes = connector.parse_webhook(headers, body)
-                mapping = connector.mapping()
+                mapping = (
+                    self.mappings.current(connector_id).document
+                    if self.mappings is not None
+                    else connector.mapping()
+                )
+                if not mapping.notes.inbound:
+                    changes = [c for c in changes if c.kind is not ChangeKind.NOTE]
                 with self.db.write() as session:
                     row = session.get(InboxRow, inbox_id, with_for_update=True)
                     if row is None or row.state != "pending":

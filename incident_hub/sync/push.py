@@ -13,7 +13,7 @@ import logging
 from typing import Any
 
 from aiolimiter import AsyncLimiter
-from sqlalchemy import exists, select
+from sqlalchemy import exists, select, update
 
 from incident_hub.clock import as_utc, utcnow
 from incident_hub.connectors.base import Connector, ConnectorError, OutboundNote, PushResult
@@ -21,6 +21,7 @@ from incident_hub.connectors.registry import ConnectorRegistry
 from incident_hub.errors import NotFound
 from incident_hub.incidents import IncidentService
 from incident_hub.mapping.document import MappingDocument
+from incident_hub.mapping.store import MappingStore, MappingVersion
 from incident_hub.mapping.translate import settled, to_vendor
 from incident_hub.model import ExternalRef, Incident
 from incident_hub.store.db import Database
@@ -36,10 +37,18 @@ class ConnectorTarget:
     # Vendor client libraries run in threads: each call is bounded by the connector's `timeout_seconds`.
     bounds_own_time = True
 
-    def __init__(self, db: Database, registry: ConnectorRegistry, incidents: IncidentService) -> None:
+    def __init__(
+        self,
+        db: Database,
+        registry: ConnectorRegistry,
+        incidents: IncidentService,
+        mappings: MappingStore | None = None,
+    ) -> None:
         self.db = db
         self.registry = registry
         self.incidents = incidents
+        # The stored mapping versions (None: each connector's own mapping, as in unit tests).
+        self.mappings = mappings
         self._gates: dict[str, asyncio.Semaphore] = {}
         self._limits: dict[str, tuple[float, AsyncLimiter]] = {}
 
@@ -51,10 +60,12 @@ class ConnectorTarget:
         state = await asyncio.to_thread(self.registry.state, connector.id)
         if state.paused(utcnow()):
             raise HeldDelivery(f"connector {connector.id} is paused: {state.pause_reason}")
+        active = await asyncio.to_thread(self._active_mapping, connector)
+        mapping = active.document if active is not None else connector.mapping()
         gate = self._gates.setdefault(connector.id, asyncio.Semaphore(connector.config.max_concurrency))
         async with gate:
             try:
-                result = await self._push(_Calls(connector, self._limit(connector)), delivery)
+                result = await self._push(_Calls(connector, self._limit(connector)), delivery, mapping)
             except DeliveryError as error:
                 if not isinstance(error, PermanentDeliveryError):
                     paused = await asyncio.to_thread(self.registry.record_failure, connector.id, str(error))
@@ -62,7 +73,23 @@ class ConnectorTarget:
                         raise HeldDelivery(f"connector {connector.id} paused after: {error}") from error
                 raise
         await asyncio.to_thread(self.registry.record_success, connector.id)
+        if result is not None and active is not None:
+            await asyncio.to_thread(self._record_mapping_version, delivery.id, active.version)
         return result
+
+    def _active_mapping(self, connector: Connector) -> MappingVersion | None:
+        """The current stored mapping version, handed to the connector too (it may read it inside)."""
+        if self.mappings is None:
+            return None
+        active = self.mappings.current(connector.id)
+        connector.use_mapping(active.document)
+        return active
+
+    def _record_mapping_version(self, delivery_id: int, version: int) -> None:
+        with self.db.write() as session:
+            session.execute(
+                update(DeliveryRow).where(DeliveryRow.id == delivery_id).values(mapping_version=version)
+            )
 
     def _limit(self, connector: Connector) -> AsyncLimiter:
         """The connector's rate limit: a leaky bucket of `rate_limit_per_second` vendor calls, bursts up to
@@ -74,17 +101,21 @@ class ConnectorTarget:
             self._limits[connector.id] = found
         return found[1]
 
-    async def _push(self, connector: _Calls, delivery: ClaimedDelivery) -> int | None:
+    async def _push(
+        self, connector: _Calls, delivery: ClaimedDelivery, mapping: MappingDocument
+    ) -> int | None:
         incident, ref, tried = await asyncio.to_thread(self._load, delivery, connector.id)
-        if ref is None and not connector.config.routing.admits(incident):
+        # The mapping's routing rules, where it has them, win over the connector configuration's.
+        routing = mapping.routing if mapping.routing is not None else connector.config.routing
+        if ref is None and not routing.admits(incident):
             return None
         if delivery.event_type == "incident_note_added":
-            return await self._push_note(connector, delivery, incident, ref, tried)
-        desired = to_vendor(connector.mapping(), incident)
+            return await self._push_note(connector, delivery, incident, ref, tried, mapping)
+        desired = to_vendor(mapping, incident)
         if ref is None:
             await self._create(connector, incident, desired, tried)
             return 201
-        keep = settled(connector.mapping(), incident, ref.written)
+        keep = settled(mapping, incident, ref.written)
         changed = {k: v for k, v in desired.items() if ref.written.get(k) != v and k not in keep}
         if not changed:
             return None
@@ -112,16 +143,17 @@ class ConnectorTarget:
         incident: Incident,
         ref: ExternalRefRow | None,
         tried: bool,
+        mapping: MappingDocument,
     ) -> int | None:
         body = delivery.payload["incident_note_added"]["note"]
-        if body.get("origin_connector") == connector.id:
+        if body.get("origin_connector") == connector.id or not mapping.notes.outbound:
             return None
         if ref is None:
-            ref = await self._create(connector, incident, to_vendor(connector.mapping(), incident), tried)
+            ref = await self._create(connector, incident, to_vendor(mapping, incident), tried)
         origin = body.get("origin_connector") or "incident-hub"
         author = body.get("author") or "someone"
         note = OutboundNote(
-            body=f"[{origin}] {author}: {body['message']}",
+            body=mapping.notes.format.format(origin=origin, author=author, message=body["message"]),
             author=body.get("author"),
             is_public=bool(body.get("is_public", True)),
             origin=origin,

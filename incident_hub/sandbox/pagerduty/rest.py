@@ -67,8 +67,14 @@ def requester(state: PagerDutyState, request: Request) -> Actor:
     return Actor("user", user.id)
 
 
-def page(request: Request, items: Sequence[dict[str, Any]], wrapper: str) -> JSONResponse:
-    """One page of a collection: `{wrapper: [...], "limit", "offset", "more", "total"}`."""
+def page(
+    request: Request,
+    items: Sequence[Any],
+    wrapper: str,
+    render: Callable[[Any], dict[str, Any]] | None = None,
+) -> JSONResponse:
+    """One page of a collection: `{wrapper: [...], "limit", "offset", "more", "total"}`; `render` (when
+    given) turns the items of the page, and only those, into JSON."""
     limit = min(_int_param(request, "limit", DEFAULT_LIMIT), MAX_LIMIT)
     offset = _int_param(request, "offset", 0)
     if limit < 1 or offset < 0 or offset + limit > MAX_POSITION:
@@ -78,7 +84,7 @@ def page(request: Request, items: Sequence[dict[str, Any]], wrapper: str) -> JSO
     total = len(items) if request.query_params.get("total", "").lower() == "true" else None
     return respond(
         {
-            wrapper: list(chunk),
+            wrapper: [render(item) for item in chunk] if render else list(chunk),
             "limit": limit,
             "offset": offset,
             "more": offset + limit < len(items),
@@ -231,8 +237,8 @@ def rest_router(state: PagerDutyState, deliveries: Deliveries) -> APIRouter:
                 and (not users or any(u in users for u, _ in i.assignments))
                 and (key is None or i.incident_key == key)
             ]
-            rendered = [incident_json(state, i, links) for i in _sorted(found, query.get("sort_by"))]
-        return page(request, rendered, "incidents")
+            ordered = _sorted(found, query.get("sort_by"))
+            return page(request, ordered, "incidents", lambda i: incident_json(state, i, links))
 
     @router.get("/incidents/{incident_id}")
     async def get_incident(incident_id: str, request: Request) -> JSONResponse:

@@ -1,0 +1,65 @@
+"""The incidents pages: a filtered list, and one incident with its timeline and links to the vendors."""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse
+
+from incident_hub.admin.render import hub_errors, render
+from incident_hub.admin.session import Admin
+from incident_hub.hub import Hub
+from incident_hub.model import Severity, Status
+
+router = APIRouter()
+
+PAGE = 50
+
+
+def _hub(request: Request) -> Hub:
+    hub: Hub = request.app.state.hub
+    return hub
+
+
+@router.get("/incidents")
+def incidents_page(
+    request: Request,
+    session: Admin,
+    status: str = "",
+    severity: str = "",
+    team: str = "",
+    cursor: str | None = None,
+) -> HTMLResponse:
+    # Unknown filter values are ignored rather than refused: they come from the page's own selects.
+    statuses = [Status(status)] if status in Status.__members__.values() else []
+    severities = [Severity(severity)] if severity in Severity.__members__.values() else []
+    with hub_errors():
+        page = _hub(request).incidents.search(
+            status=statuses,
+            severity=severities,
+            assigned_team=team.strip() or None,
+            cursor=cursor,
+            limit=PAGE,
+        )
+    filters = {"status": status, "severity": severity, "team": team}
+    next_query = None
+    if page.next_cursor:
+        next_query = urlencode({k: v for k, v in filters.items() if v} | {"cursor": page.next_cursor})
+    context = {
+        "incidents": page.incidents,
+        "filters": filters,
+        "statuses": [s.value for s in Status],
+        "severities": [s.value for s in Severity],
+        "next_query": next_query,
+    }
+    return render(request, "incidents.html", session, context)
+
+
+@router.get("/incidents/{incident_id}")
+def incident_page(incident_id: str, request: Request, session: Admin) -> HTMLResponse:
+    hub = _hub(request)
+    with hub_errors():
+        incident = hub.incidents.get(incident_id)
+        timeline = hub.incidents.timeline(incident_id)
+    return render(request, "incident.html", session, {"incident": incident, "timeline": timeline})
