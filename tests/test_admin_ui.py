@@ -234,3 +234,40 @@ def test_a_dead_delivery_is_replayed_and_an_incident_links_to_jira(
     expect(link).to_have_attribute("href", re.compile(r"^https://127\.0\.0\.1:\d+/browse/"))
     expect(page.locator("#timeline")).to_contain_text("opened")
     shots.take(page, "incident")
+
+
+def test_a_mapping_changed_in_the_ui_changes_what_the_next_sync_sends(
+    page: Page, site: Site, shots: Shots
+) -> None:
+    jira = site.world["jira"]
+
+    def created(title: str) -> dict[str, object]:
+        incident = site.hub.incidents.create(IncidentDraft.model_validate({"title": title})).incident
+        wait_until(lambda: site.hub.incidents.get(str(incident.id)).external_refs, timeout=20)
+        (entry,) = [
+            e
+            for e in jira.ledger.writes()
+            if e.method == "POST" and e.path.endswith("/issue") and e.body["fields"]["summary"] == title
+        ]
+        fields: dict[str, object] = entry.body["fields"]
+        return fields
+
+    page.goto(f"{site.url}/admin/login?next=/admin/connectors/jira/mapping")
+    _log_in(page, site, site.admin_key)
+    editor = page.locator("#mapping-text")
+    original = editor.input_value()
+    editor.fill(original + "custom_fields:\n  - {field: customfield_10043, template: '{number}: {title}'}\n")
+    expect(page.locator("#problems")).to_contain_text("Valid")
+    page.fill("#comment", "Impact carries the hub number")
+    page.click("#save")
+    expect(page.locator(".flash")).to_contain_text("version 2")
+    shots.take(page, "mapping-custom-field")
+
+    fields = created("Payments latency")
+    assert str(fields["customfield_10043"]).endswith(": Payments latency")
+
+    # Rolled back in the UI: the next issue is created as before.
+    page.goto(f"{site.url}/admin/connectors/jira/mapping/versions")
+    page.click("button.rollback:has-text('v1')")
+    expect(page.locator(".flash")).to_contain_text("now version 3")
+    assert "customfield_10043" not in created("Search latency")
