@@ -571,9 +571,30 @@ def test_with_30_percent_of_webhooks_dropped_one_pass_makes_all_four_agree(four:
     incidents = {i["title"]: i for i in four.incidents()}
     assert sorted(incidents) == sorted(refs)
     for title, incident in incidents.items():
-        assert (incident["severity"], incident["status"] in WORKING) == ("SEV2_HIGH", True), (title, incident)
+        agreed = (incident["severity"], incident["status"] in WORKING)
+        assert agreed == ("SEV2_HIGH", True), (title, incident, _why(four, incident["id"]))
         for side in four.world.sides.values():
             held = [ref for ref in side.refs() if side.title(ref) == title]
             assert len(held) == 1, (title, side.name, held)
             agreed = (side.status(held[0]), side.severity(held[0]))
             assert agreed == ("working", Severity.SEV2_HIGH), (title, side.name, agreed)
+
+
+def _why(hubside: Hubside, incident_id: str) -> dict[str, Any]:
+    """What the hub knows of an incident's links and what its vendors' inboxes said, for a failure."""
+    from incident_hub.store.tables import ExternalRefRow
+
+    with hubside.hub.db.read() as session:
+        refs = [
+            (r.connector_id, r.external_id, r.written, str(r.last_vendor_timestamp))
+            for r in session.scalars(select(ExternalRefRow).where(ExternalRefRow.incident_id == incident_id))
+        ]
+    inbox = hubside.api.get("/api/v1/inbox", params={"limit": 200}).json()
+    return {
+        "refs": refs,
+        "timeline": [
+            e["message"] for e in hubside.api.get(f"/api/v1/incidents/{incident_id}/timeline").json()
+        ],
+        "inbox": [(e["connector_id"], e["error"]) for e in inbox],
+        "runs": hubside.api.get("/api/v1/reconciliations").json(),
+    }

@@ -86,3 +86,34 @@ def test_a_second_object_without_a_window_is_not_linked(client: TestClient, hub:
     assert outcome.result == "unlinked" and "alert-1" in (outcome.detail or "")
     assert _links(hub) == {"alert-1": str(incident.id)}
     assert len(hub.incidents.search().incidents) == 1
+
+
+def test_a_snapshot_in_the_same_millisecond_as_the_last_webhook_is_not_stale(
+    client: TestClient, hub: Hub
+) -> None:
+    """Webhooks may carry finer times than the vendor's REST objects (Opsgenie: nanoseconds and
+    milliseconds): a snapshot of the same moment must apply, not be dropped as older."""
+    incident = hub.incidents.create(IncidentDraft(title="Queue lag")).incident
+    webhook_time = datetime(2026, 12, 2, 9, 57, 20, 445975, tzinfo=UTC)
+    with hub.db.write() as session:
+        insert_ref(
+            session,
+            incident_id=str(incident.id),
+            connector_id="alerts",
+            external_id="alert-1",
+            external_key=None,
+            url=None,
+            written={"status": "triggered", "title": "Queue lag"},
+            last_vendor_timestamp=webhook_time,
+        )
+    snapshot = ExternalChange(
+        connector_id="alerts",
+        external_id="alert-1",
+        kind=ChangeKind.SNAPSHOT,
+        fields={"status": "acknowledged", "title": "Queue lag"},
+        vendor_timestamp=datetime(2026, 12, 2, 9, 57, 20, 445000, tzinfo=UTC),
+    )
+    with hub.db.write() as session:
+        outcome = hub.inbox.applier.apply(session, snapshot, default_for("pagerduty"))
+    assert outcome.result == "applied", outcome
+    assert hub.incidents.get(str(incident.id)).status is Status.ACKNOWLEDGED

@@ -551,25 +551,18 @@ class JiraConnector(Connector):
         # Minutes in the account's zone, rounded down: the first minute is read again, never missed.
         local = since.astimezone(zone).strftime("%Y/%m/%d %H:%M")
         jql = f'project = {_quoted(self.options.project_key)} AND updated >= "{local}" ORDER BY updated ASC'
-        token: str | None = None
-        while True:
-            page = await self.run_blocking(
-                self._search,
-                jql,
-                token,
-                maxResults=self.options.page_size,
-                fields=self._read_fields().split(","),
-            )
-            for issue in page.get("issues", []):
-                yield self._snapshot(issue)
-            token = page.get("nextPageToken")
-            if page.get("isLast", True) or not token:
-                return
+        async for change in self._snapshots(jql):
+            yield change
 
     async def list_open(self) -> AsyncIterator[ExternalChange]:
         """Issues of the project not in the Done status category, oldest first, `page_size` a page (100
         at most once fields are asked for: `/rest/api/3/search/jql` maxResults)."""
         jql = f"project = {_quoted(self.options.project_key)} AND statusCategory != Done ORDER BY created ASC"
+        async for change in self._snapshots(jql):
+            yield change
+
+    async def _snapshots(self, jql: str) -> AsyncIterator[ExternalChange]:
+        """Every issue the JQL finds, as snapshots, `page_size` a page (enhanced search, page tokens)."""
         token: str | None = None
         while True:
             page = await self.run_blocking(

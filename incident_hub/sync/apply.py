@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -333,8 +333,14 @@ class Applier:
 _MISSING = object()
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def _tick(stamp: datetime, resolution: float) -> int:
-    return int(stamp.timestamp() // resolution)
+    """`stamp` in whole units of `resolution`, in integers: float seconds would put 12:00:00.445 one
+    millisecond before itself (1796204240.445 / 0.001 = 1796204240444.9998)."""
+    micros = (stamp - _EPOCH) // timedelta(microseconds=1)
+    return micros // max(round(resolution * 1_000_000), 1)
 
 
 def _text(value: Any) -> str | None:
