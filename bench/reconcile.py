@@ -39,17 +39,18 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy import create_engine, insert, text
+from sqlalchemy import insert
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from benchdb import DEFAULT_POSTGRES, database  # noqa: E402
 
 from incident_hub.connectors.base import ConnectorConfig  # noqa: E402
 from incident_hub.hub import Hub  # noqa: E402
@@ -65,9 +66,6 @@ from incident_hub.scheduler.runs import PassKind  # noqa: E402
 from incident_hub.settings import Settings  # noqa: E402
 from incident_hub.store.tables import IncidentRow  # noqa: E402
 
-DEFAULT_POSTGRES = os.environ.get(
-    "INCIDENT_HUB_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
 # The list request of each vendor (path of the ledger entry); any other request is a fetch.
 LIST_PATHS = {
     "pagerduty": "/incidents",
@@ -78,25 +76,6 @@ LIST_PATHS = {
 # Largest page each vendor's list API allows for what the connector asks (see the connectors' list_open).
 MAX_PAGE = {"pagerduty": 100, "jira": 100, "servicenow": 10_000, "opsgenie": 100}
 DEFAULT_RATE = 10.0 * 0.2  # reconcile_rate_fraction default of rate_limit_per_second default
-
-
-@contextmanager
-def database(kind: str, postgres_url: str) -> Iterator[str]:
-    if kind == "sqlite":
-        with tempfile.TemporaryDirectory() as tmp:
-            yield f"sqlite:///{Path(tmp) / 'bench.db'}"
-        return
-    schema = f"bench_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    separator = "&" if "?" in postgres_url else "?"
-    try:
-        yield f"{postgres_url}{separator}options=-csearch_path%3D{schema}"
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
 
 
 # ---- seeding (not measured) -------------------------------------------------------------------------

@@ -44,18 +44,15 @@ from incident_hub.sandbox.jira import (
 from incident_hub.sandbox.jira.render import adf_text
 from incident_hub.serving import ServerThread
 from incident_hub.signing import sign_sha256
-from incident_hub.store.tables import InboxRow
 from incident_hub.sync.retry import PermanentDeliveryError
 from tests.conftest import key_for, test_settings
-from tests.support import wait_until
+from tests.support import settle, wait_until
 
 VENDOR = Path(__file__).resolve().parents[3] / "shared" / "vendor" / "jira"
 EXAMPLES = VENDOR / "webhook-examples" / "mattermost-plugin-jira"
 EMAIL, TOKEN, SECRET = "hub@example.com", "jira-api-token", "jira-webhook-secret"
 API = "/rest/api/3"
 MIA = {"actor": HUMAN_ACCOUNT_ID}
-
-
 
 
 def connector_config(jira: Sandbox, *, signed: bool = True, **options: Any) -> dict[str, Any]:
@@ -102,18 +99,7 @@ class JiraWorld:
 
     def settle(self) -> None:
         """Until the sandbox's webhooks are in and the hub's inbox and outbox are drained."""
-
-        def drained() -> bool:
-            pending = self.api.get("/api/v1/deliveries", params={"state": "pending"}).json()
-            with self.hub.db.read() as session:
-                inbox = session.query(InboxRow).filter(InboxRow.state == "pending").count()
-            return not pending and inbox == 0
-
-        sent = -1
-        while sent != len(self.state.ledger.entries(direction="out")):
-            sent = len(self.state.ledger.entries(direction="out"))
-            wait_until(drained)
-            time.sleep(0.15)
+        settle(self.hub, [self.state.ledger], quiet=0.15)
 
     def open_hub_incident(self, **fields: Any) -> tuple[dict[str, Any], str]:
         incident: dict[str, Any] = self.api.post("/api/v1/incidents", json=fields).json()

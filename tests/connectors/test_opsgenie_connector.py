@@ -43,25 +43,15 @@ from incident_hub.model import ExternalRef, Incident, Severity, Status
 from incident_hub.sandbox.common import Sandbox
 from incident_hub.sandbox.opsgenie import OpsgenieState, opsgenie_sandbox
 from incident_hub.serving import ServerThread
-from incident_hub.store.tables import InboxRow
 from incident_hub.sync.retry import PermanentDeliveryError, RetryableDeliveryError
 from tests.conftest import key_for, test_settings
+from tests.support import settle, wait_until
 
 VENDOR = Path(__file__).resolve().parents[3] / "shared" / "vendor" / "opsgenie" / "webhook-examples"
 KEY, SECRET = "og-genie-key", "og-webhook-secret"
 HEADER = "X-Incident-Hub-Secret"
 MIA, SAM = "mia@example.com", "sam@example.com"
 CONTROL = "/_sandbox/opsgenie"
-
-
-def wait_until(condition: Callable[[], Any], timeout: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.03)
-    raise AssertionError("condition not met in time")
 
 
 def connector_config(og: Sandbox, **options: Any) -> dict[str, Any]:
@@ -114,17 +104,7 @@ class OpsgenieWorld:
         ]
 
     def settle(self) -> None:
-        def drained() -> bool:
-            pending = self.api.get("/api/v1/deliveries", params={"state": "pending"}).json()
-            with self.hub.db.read() as session:
-                inbox = session.query(InboxRow).filter(InboxRow.state == "pending").count()
-            return not pending and inbox == 0
-
-        sent = -1
-        while sent != len(self.state.ledger.entries(direction="out")):
-            sent = len(self.state.ledger.entries(direction="out"))
-            wait_until(drained)
-            time.sleep(0.15)
+        settle(self.hub, [self.state.ledger], quiet=0.15)
 
     def open_hub_incident(self, **fields: Any) -> tuple[dict[str, Any], str]:
         incident: dict[str, Any] = self.api.post("/api/v1/incidents", json=fields).json()

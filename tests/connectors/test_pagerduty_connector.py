@@ -35,9 +35,8 @@ from incident_hub.sandbox.pagerduty import (
 )
 from incident_hub.serving import ServerThread
 from incident_hub.signing import sign_sha256
-from incident_hub.store.tables import InboxRow
 from tests.conftest import key_for, test_settings
-from tests.support import wait_until
+from tests.support import settle, wait_until
 
 VENDOR = Path(__file__).resolve().parents[3] / "shared" / "vendor" / "pagerduty" / "webhooks-v3"
 TOKEN, SECRET = "pd-token-123", "pd-webhook-secret"
@@ -58,16 +57,7 @@ class PagerDutyWorld:
         return items
 
     def settle(self) -> None:
-        def drained() -> bool:
-            pending = self.api.get("/api/v1/deliveries", params={"state": "pending"}).json()
-            with self.hub.db.read() as session:
-                inbox = session.query(InboxRow).filter(InboxRow.state == "pending").count()
-            return not pending and inbox == 0
-
-        for _ in range(2):
-            wait_until(drained)
-            time.sleep(0.25)
-        wait_until(drained)
+        settle(self.hub, [self.state.ledger])
 
 
 def connector_config(pd: Sandbox, **overrides: Any) -> dict[str, Any]:

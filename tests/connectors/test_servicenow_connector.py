@@ -46,6 +46,7 @@ from incident_hub.serving import ServerThread
 from incident_hub.store.tables import InboxRow
 from incident_hub.sync.retry import PermanentDeliveryError, RetryableDeliveryError
 from tests.conftest import key_for, test_settings
+from tests.support import wait_until
 from tests.test_mapping import incident
 
 VENDOR = Path(__file__).resolve().parents[3] / "shared" / "vendor" / "servicenow"
@@ -591,16 +592,6 @@ class HubWorld:
             wait_until(drained)
             time.sleep(0.25)
         wait_until(drained)
-
-
-def wait_until(condition: Any, timeout: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.03)
-    raise AssertionError("condition not met in time")
 
 
 @pytest.fixture
