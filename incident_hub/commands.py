@@ -11,7 +11,16 @@ from typing import Self
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, model_validator
 
-from incident_hub.model import AffectedService, AutomatedResponse, Role, Severity, Status, Summary
+from incident_hub.model import (
+    AffectedService,
+    AutomatedResponse,
+    Role,
+    ServiceInput,
+    Severity,
+    Status,
+    Summary,
+    merge_services,
+)
 
 
 class _Command(BaseModel):
@@ -26,10 +35,20 @@ class IncidentDraft(_Command):
         json_schema_extra={
             "examples": [
                 {
+                    "title": "Portfolio valuation delayed",
+                    "severity": "SEV2_HIGH",
+                    "affected_services": ["portfolio_management_service"],
+                    "assigned_team": "portfolio-platform",
+                    "automated_responses": [
+                        {"action_type": "restart_service", "execution_status": "in_progress"}
+                    ],
+                },
+                {
                     "title": "Checkout API returning 502s",
                     "description": "Error rate above 20% since 14:02 UTC",
                     "severity": "SEV2_HIGH",
-                    "affected_services": [{"name": "checkout-api", "impact": "partial_outage"}],
+                    "affected_services": ["checkout-api", {"name": "payments-db", "impact": "degraded"}],
+                    "service_impacts": [{"name": "checkout-api", "impact": "partial_outage"}],
                     "assigned_team": "payments",
                     "dedup_key": "checkout-api/5xx",
                     "source": "prometheus",
@@ -40,7 +59,7 @@ class IncidentDraft(_Command):
                             "execution_status": "succeeded",
                         }
                     ],
-                }
+                },
             ]
         },
     )
@@ -48,7 +67,14 @@ class IncidentDraft(_Command):
     title: str = Field(min_length=1, max_length=500)
     description: str | None = None
     severity: Severity = Severity.SEV3_MEDIUM
-    affected_services: list[AffectedService] = Field(default_factory=list)
+    affected_services: list[ServiceInput] = Field(
+        default_factory=list,
+        description="Service names (the seed's shape), `{name, impact}` objects, or both mixed; a name "
+        "alone is `degraded`.",
+    )
+    service_impacts: list[AffectedService] = Field(
+        default_factory=list, description="Impacts of named services; a service listed here is affected."
+    )
     assigned_team: str | None = Field(default=None, max_length=200)
     assignee: str | None = Field(default=None, max_length=200)
     commander: str | None = Field(default=None, max_length=200)
@@ -65,6 +91,15 @@ class IncidentDraft(_Command):
     automated_responses: list[AutomatedResponse] = Field(default_factory=list)
     author: str | None = Field(default=None, max_length=200, description="Who reports it.")
 
+    @model_validator(mode="after")
+    def _one_impact_per_service(self) -> Self:
+        self.services()
+        return self
+
+    def services(self) -> list[AffectedService]:
+        """The affected services, each with its impact (see `merge_services`)."""
+        return merge_services(self.affected_services, self.service_impacts)
+
 
 class IncidentPatch(_Command):
     """Fields to change; omitted fields stay as they are. Status has its own endpoint."""
@@ -77,7 +112,14 @@ class IncidentPatch(_Command):
     title: str | None = Field(default=None, min_length=1, max_length=500)
     description: str | None = None
     severity: Severity | None = None
-    affected_services: list[AffectedService] | None = None
+    affected_services: list[ServiceInput] | None = Field(
+        default=None,
+        description="Replaces the list. Names the incident already lists keep their impact; new ones "
+        "are `degraded` unless given as `{name, impact}` or in `service_impacts`.",
+    )
+    service_impacts: list[AffectedService] | None = Field(
+        default=None, description="Replaces the list of affected services and their impacts."
+    )
     assigned_team: str | None = Field(default=None, max_length=200)
     assignee: str | None = Field(default=None, max_length=200)
     root_cause: str | None = None
@@ -93,10 +135,11 @@ class IncidentPatch(_Command):
         )
         if cleared:
             raise ValueError(f"cannot clear required field(s): {', '.join(cleared)}")
+        merge_services(self.affected_services or [], self.service_impacts or [])
         return self
 
 
-_PATCH_REQUIRED = ("title", "severity", "affected_services", "tags")
+_PATCH_REQUIRED = ("title", "severity", "affected_services", "service_impacts", "tags")
 
 
 class StatusChange(_Command):
@@ -178,7 +221,11 @@ class SubscriptionDraft(_Command):
     )
 
     url: HttpUrl
-    event_types: list[str] = Field(min_length=1, description='Event names, or ["*"] for all.')
+    event_types: list[str] = Field(
+        default_factory=lambda: ["*"],
+        min_length=1,
+        description='Event names, or ["*"] for all; every event when omitted.',
+    )
     secret: str = Field(min_length=8, max_length=500, description="HMAC key; never shown again.")
     name: str | None = Field(default=None, max_length=200)
 

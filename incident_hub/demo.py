@@ -85,7 +85,8 @@ def _scenario(api: httpx.Client, hub: Hub, receiver_url: str) -> bool:
         "title": "Checkout API returning 502s",
         "severity": "SEV2_HIGH",
         "assigned_team": "payments",
-        "affected_services": [{"name": "checkout-api", "impact": "partial_outage"}],
+        "affected_services": ["checkout-api"],
+        "service_impacts": [{"name": "checkout-api", "impact": "partial_outage"}],
         "dedup_key": "checkout-api/5xx",
         "source": "prometheus",
         "automated_responses": [

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -47,6 +47,7 @@ from incident_hub.model import (
     Summary,
     TimelineEntry,
     TimelineType,
+    merge_services,
     transition,
 )
 from incident_hub.store.db import Database
@@ -159,7 +160,7 @@ class IncidentService:
                 description=draft.description,
                 severity=severity,
                 status=Status.OPEN,
-                affected_services=[s.model_dump(mode="json") for s in draft.affected_services],
+                affected_services=[s.model_dump(mode="json") for s in draft.services()],
                 assigned_team=draft.assigned_team,
                 assignee=draft.assignee,
                 commander=draft.commander,
@@ -295,8 +296,9 @@ class IncidentService:
         *,
         session: Session | None = None,
     ) -> Incident:
-        changes = patch.model_dump(exclude_unset=True, exclude={"author"}, mode="json")
-        if not changes:
+        changes = patch.model_dump(exclude_unset=True, exclude={"author", *_SERVICE_FIELDS}, mode="json")
+        services_given = bool(patch.model_fields_set & set(_SERVICE_FIELDS))
+        if not changes and not services_given:
             raise InvalidRequest("the patch changes nothing: give at least one field")
         with self._write(session) as session:
             row = _load_for_update(session, incident_id, if_match)
@@ -307,6 +309,8 @@ class IncidentService:
                 if old != value:
                     changed[field] = {"old": old, "new": value}
                     setattr(row, field, value)
+            if services_given:
+                changed |= _patch_services(row, patch)
             if not changed:
                 return _to_model(row)
             if "severity" in changed:
@@ -327,7 +331,8 @@ class IncidentService:
                 "incident_updated",
                 row.id,
                 {
-                    "incident_id": row.id,
+                    "incident_id": row.number,
+                    "id": row.id,
                     "number": row.number,
                     "version": row.version,
                     "changes": changed,
@@ -379,7 +384,8 @@ class IncidentService:
                 )
             )
             body = {
-                "incident_id": row.id,
+                "incident_id": row.number,
+                "id": row.id,
                 "number": row.number,
                 "version": row.version,
                 "old_status": current.value,
@@ -396,7 +402,8 @@ class IncidentService:
                     "incident_resolved",
                     row.id,
                     {
-                        "incident_id": row.id,
+                        "incident_id": row.number,
+                        "id": row.id,
                         "number": row.number,
                         "version": row.version,
                         "resolved_at": row.resolved_at.isoformat(),
@@ -477,7 +484,8 @@ class IncidentService:
                 "incident_escalated",
                 row.id,
                 {
-                    "incident_id": row.id,
+                    "incident_id": row.number,
+                    "id": row.id,
                     "number": row.number,
                     "version": row.version,
                     "reason": request.reason,
@@ -520,7 +528,8 @@ class IncidentService:
                 "incident_note_added",
                 row.id,
                 {
-                    "incident_id": row.id,
+                    "incident_id": row.number,
+                    "id": row.id,
                     "number": row.number,
                     "note": result.model_dump(mode="json"),
                 },
@@ -565,7 +574,8 @@ class IncidentService:
                 "incident_resolution_step_added",
                 row.id,
                 {
-                    "incident_id": row.id,
+                    "incident_id": row.number,
+                    "id": row.id,
                     "number": row.number,
                     "version": row.version,
                     "resolution_step": result.model_dump(mode="json"),
@@ -615,7 +625,8 @@ class IncidentService:
                 "incident_automated_response_recorded",
                 row.id,
                 {
-                    "incident_id": row.id,
+                    "incident_id": row.number,
+                    "id": row.id,
                     "number": row.number,
                     "version": row.version,
                     "automated_response": result.model_dump(mode="json"),
@@ -654,7 +665,8 @@ class IncidentService:
                 "incident_role_assigned",
                 row.id,
                 {
-                    "incident_id": row.id,
+                    "incident_id": row.number,
+                    "id": row.id,
                     "number": row.number,
                     "version": row.version,
                     "role": field,
@@ -717,7 +729,8 @@ class IncidentService:
             "incident_sla_breached",
             row.id,
             {
-                "incident_id": row.id,
+                "incident_id": row.number,
+                "id": row.id,
                 "number": row.number,
                 "severity": row.severity,
                 "deadline_kind": missed,
@@ -773,6 +786,25 @@ class IncidentService:
 
 
 _LIFECYCLE_STAMPS = ("acknowledged_at", "mitigated_at", "resolved_at", "closed_at")
+_SERVICE_FIELDS = ("affected_services", "service_impacts")
+
+
+def _patch_services(row: IncidentRow, patch: IncidentPatch) -> dict[str, dict[str, Any]]:
+    """Replace the row's affected services as the patch asks; what changed, in the API's two shapes."""
+    known = [AffectedService.model_validate(s) for s in row.affected_services]
+    services = merge_services(patch.affected_services or [], patch.service_impacts or [], known)
+    old_impacts = [s.model_dump(mode="json") for s in known]
+    new_impacts = [s.model_dump(mode="json") for s in services]
+    if new_impacts == old_impacts:
+        return {}
+    changed: dict[str, dict[str, Any]] = {"service_impacts": {"old": old_impacts, "new": new_impacts}}
+    old_names, new_names = [s.name for s in known], [s.name for s in services]
+    if old_names != new_names:
+        changed["affected_services"] = {"old": old_names, "new": new_names}
+    row.affected_services = new_impacts
+    return changed
+
+
 _EAGER = (
     selectinload(IncidentRow.steps),
     selectinload(IncidentRow.responses),
@@ -781,7 +813,7 @@ _EAGER = (
 
 
 def _load(session: Session, incident_id: str) -> IncidentRow:
-    row = session.scalar(select(IncidentRow).options(*_EAGER).where(IncidentRow.id == _valid_id(incident_id)))
+    row = session.scalar(select(IncidentRow).options(*_EAGER).where(_identified_by(incident_id)))
     if row is None:
         raise NotFound(f"no incident {incident_id}")
     return row
@@ -789,7 +821,7 @@ def _load(session: Session, incident_id: str) -> IncidentRow:
 
 def _load_for_update(session: Session, incident_id: str, if_match: int | None) -> IncidentRow:
     row = session.scalar(
-        select(IncidentRow).options(*_EAGER).where(IncidentRow.id == _valid_id(incident_id)).with_for_update()
+        select(IncidentRow).options(*_EAGER).where(_identified_by(incident_id)).with_for_update()
     )
     if row is None:
         raise NotFound(f"no incident {incident_id}")
@@ -800,11 +832,13 @@ def _load_for_update(session: Session, incident_id: str, if_match: int | None) -
     return row
 
 
-def _valid_id(incident_id: str) -> str:
+def _identified_by(incident_id: str) -> ColumnElement[bool]:
+    """The incident a caller names by its uuid or by its human id (`INC-20250621-001`, the seed's
+    `incident_id`): either way one lookup on a unique index."""
     try:
-        return str(uuid.UUID(incident_id))
+        return IncidentRow.id == str(uuid.UUID(incident_id))
     except ValueError:
-        raise NotFound(f"no incident {incident_id}") from None
+        return IncidentRow.number == incident_id
 
 
 def _encode_cursor(created_at: datetime, incident_id: str) -> str:
@@ -876,14 +910,17 @@ def _escalation_model(row: EscalationRow) -> Escalation:
 
 
 def _to_model(row: IncidentRow) -> Incident:
+    services = [AffectedService.model_validate(s) for s in row.affected_services]
     return Incident(
         id=uuid.UUID(row.id),
+        incident_id=row.number,
         number=row.number,
         title=row.title,
         description=row.description,
         severity=Severity(row.severity),
         status=Status(row.status),
-        affected_services=[AffectedService.model_validate(s) for s in row.affected_services],
+        affected_services=[service.name for service in services],
+        service_impacts=services,
         assigned_team=row.assigned_team,
         assignee=row.assignee,
         roles=Roles(commander=row.commander, tech_lead=row.tech_lead, comms_lead=row.comms_lead),

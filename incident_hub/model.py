@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
 
 
 class Severity(StrEnum):
@@ -190,10 +191,22 @@ class Role(StrEnum):
 
 
 class ExecutionStatus(StrEnum):
+    """The seed's execution statuses. `running`, this API's word before it followed the seed, is still
+    read as `in_progress` so that older clients keep working; it is never written or returned."""
+
     PENDING = "pending"
-    RUNNING = "running"
+    IN_PROGRESS = "in_progress"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+
+    @classmethod
+    def _missing_(cls, value: object) -> ExecutionStatus | None:
+        if value == LEGACY_RUNNING:
+            return cls.IN_PROGRESS
+        return None
+
+
+LEGACY_RUNNING = "running"
 
 
 class _Model(BaseModel):
@@ -201,8 +214,87 @@ class _Model(BaseModel):
 
 
 class AffectedService(_Model):
+    """A service and how badly it is hit. A service named without an impact is `degraded`: the weakest
+    impact, since the name alone says the service is affected but not how."""
+
     name: str = Field(min_length=1, max_length=200, examples=["checkout-api"])
     impact: Impact = Field(default=Impact.DEGRADED, examples=["partial_outage"])
+
+
+class ServiceMention(_Model):
+    """A service as a caller names it: the seed's plain name (`"checkout-api"`) or `{name, impact}`."""
+
+    name: str = Field(min_length=1, max_length=200)
+    impact: Impact | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _plain_name(cls, value: Any) -> Any:
+        return {"name": value} if isinstance(value, str) else value
+
+
+# How a mention reads in the OpenAPI schema: what callers send, not the object it is parsed into.
+ServiceInput = Annotated[
+    ServiceMention,
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "minLength": 1, "maxLength": 200},
+                {
+                    "type": "object",
+                    "properties": {
+                        "name": {"type": "string", "minLength": 1, "maxLength": 200},
+                        "impact": {"enum": [impact.value for impact in Impact]},
+                    },
+                    "required": ["name"],
+                    "additionalProperties": False,
+                },
+            ],
+            "examples": [
+                "portfolio_management_service",
+                {"name": "checkout-api", "impact": "partial_outage"},
+            ],
+        }
+    ),
+]
+
+
+class ServiceImpactConflict(ValueError):
+    """One service given two different impacts in the same request."""
+
+
+def merge_services(
+    affected: Sequence[str | ServiceMention | AffectedService | Mapping[str, Any]],
+    impacts: Sequence[str | ServiceMention | AffectedService | Mapping[str, Any]] = (),
+    known: Sequence[AffectedService] = (),
+) -> list[AffectedService]:
+    """One list of services from the seed's names, `{name, impact}` objects (both may be mixed in
+    `affected`) and `impacts`, in first-mention order. A plain name keeps the impact `known` holds for
+    it (so a client that only speaks names does not downgrade impacts it never saw), else `degraded`;
+    an explicit impact wins over a plain name; two different explicit impacts are refused."""
+    previous = {service.name: service.impact for service in known}
+    explicit: dict[str, Impact] = {}
+    order: list[str] = []
+    for item in [*affected, *impacts]:
+        mention = (
+            item
+            if isinstance(item, ServiceMention | AffectedService)
+            else ServiceMention.model_validate(item)
+        )
+        name, impact = mention.name, mention.impact
+        if name not in order:
+            order.append(name)
+        if impact is None:
+            continue
+        if explicit.get(name, impact) != impact:
+            raise ServiceImpactConflict(
+                f"service {name!r} is given two impacts: {explicit[name].value} and {impact.value}"
+            )
+        explicit[name] = impact
+    return [
+        AffectedService(name=name, impact=explicit.get(name) or previous.get(name, Impact.DEGRADED))
+        for name in order
+    ]
 
 
 class Roles(_Model):
@@ -323,6 +415,9 @@ class Escalation(_Model):
     escalated_at: datetime
 
 
+_PAIRED_FIELDS = (("incident_id", "number"), ("affected_services", "service_impacts"))
+
+
 class Incident(_Model):
     """The canonical incident, as the API returns it."""
 
@@ -332,12 +427,14 @@ class Incident(_Model):
             "examples": [
                 {
                     "id": "5b8d7b26-8f75-47bd-b0a9-e652ee9e654f",
+                    "incident_id": "INC-20261124-001",
                     "number": "INC-20261124-001",
                     "title": "Checkout API returning 502s",
                     "description": "Error rate above 20%",
                     "severity": "SEV2_HIGH",
                     "status": "ACKNOWLEDGED",
-                    "affected_services": [{"name": "checkout-api", "impact": "partial_outage"}],
+                    "affected_services": ["checkout-api"],
+                    "service_impacts": [{"name": "checkout-api", "impact": "partial_outage"}],
                     "assigned_team": "payments",
                     "assignee": "alice",
                     "roles": {"commander": "alice", "tech_lead": "bob", "comms_lead": None},
@@ -374,12 +471,22 @@ class Incident(_Model):
     )
 
     id: uuid.UUID
-    number: str = Field(examples=["INC-20261124-001"])
+    incident_id: str = Field(
+        examples=["INC-20261124-001"],
+        description="The human id (`INC-YYYYMMDD-NNN`), the seed's `incident_id`; same as `number`. Every "
+        "`/api/v1/incidents/{incident_id}/...` route takes it as well as the uuid.",
+    )
+    number: str = Field(examples=["INC-20261124-001"], description="The human id; kept for older clients.")
     title: str
     description: str | None
     severity: Severity
     status: Status
-    affected_services: list[AffectedService]
+    affected_services: list[str] = Field(
+        examples=[["checkout-api"]], description="Names of the affected services (the seed's shape)."
+    )
+    service_impacts: list[AffectedService] = Field(
+        default_factory=list, description="How each affected service is hit, in the same order."
+    )
     assigned_team: str | None
     assignee: str | None
     roles: Roles
@@ -402,3 +509,33 @@ class Incident(_Model):
     automated_responses: list[AutomatedResponse] = Field(default_factory=list)
     resolution_steps: list[ResolutionStep] = Field(default_factory=list)
     external_refs: list[ExternalRef] = Field(default_factory=list)
+
+    def replaced(self, values: Mapping[str, Any]) -> Incident:
+        """This incident with `values` in place of its own (validated); a field given in one of its two
+        shapes (`number`/`incident_id`, `affected_services`/`service_impacts`) replaces both."""
+        base = self.model_dump()
+        for pair in _PAIRED_FIELDS:
+            if any(name in values for name in pair):
+                for name in pair:
+                    base.pop(name)
+        return Incident.model_validate({**base, **values})
+
+    @model_validator(mode="before")
+    @classmethod
+    def _seed_shape(cls, values: Any) -> Any:
+        """Fill `incident_id` and `number` from each other, and `affected_services` (names) and
+        `service_impacts` from each other, so either shape builds the same incident."""
+        if not isinstance(values, dict):
+            return values
+        values = dict(values)
+        if "incident_id" not in values and "number" in values:
+            values["incident_id"] = values["number"]
+        if "number" not in values and "incident_id" in values:
+            values["number"] = values["incident_id"]
+        if "affected_services" in values or "service_impacts" in values:
+            services = merge_services(
+                values.get("affected_services") or [], values.get("service_impacts") or []
+            )
+            values["affected_services"] = [service.name for service in services]
+            values["service_impacts"] = services
+        return values

@@ -67,7 +67,8 @@ def test_subscription_filters_event_types(api: TestClient, receiver: Receiver) -
     received = receiver.wait_for(1)
     time.sleep(0.3)
     assert [event_name(r.json()) for r in receiver.requests] == ["incident_resolved"]
-    assert received[0].json()["incident_resolved"]["incident_id"] == incident["id"]
+    resolved = received[0].json()["incident_resolved"]
+    assert (resolved["incident_id"], resolved["id"]) == (incident["incident_id"], incident["id"])
 
 
 def test_server_errors_and_rate_limits_are_retried_until_delivered(

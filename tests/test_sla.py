@@ -193,7 +193,7 @@ def test_late_sev1_is_breached_at_creation_and_reported_once(api: TestClient, hu
     (breach,) = _events(hub, incident_id, "incident_sla_breached")
     assert set(breach) == {"event_id", "timestamp", "incident_sla_breached"}
     body = breach["incident_sla_breached"]
-    assert body["incident_id"] == incident_id
+    assert (body["incident_id"], body["id"]) == (incident["incident_id"], incident_id)
     assert body["deadline_kind"] == "acknowledge"
     assert body["severity"] == "SEV1_CRITICAL"
     assert datetime.fromisoformat(body["deadline"]) == detected + timedelta(minutes=5)

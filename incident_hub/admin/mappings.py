@@ -22,7 +22,7 @@ from incident_hub.hub import Hub
 from incident_hub.mapping.document import MappingError
 from incident_hub.mapping.store import MappingInvalid, MappingStore
 from incident_hub.mapping.validation import Problem
-from incident_hub.model import AffectedService, Incident, Roles, Severity, Status
+from incident_hub.model import AffectedService, Impact, Incident, Roles, Severity, Status
 
 router = APIRouter()
 
@@ -65,14 +65,14 @@ def sample_incident() -> Incident:
     now = utcnow()
     return Incident(
         id=uuid.UUID(int=0),
+        incident_id="INC-PREVIEW-001",
         number="INC-PREVIEW-001",
         title="Checkout API returning 502s",
         description="Error rate above 20% (a sample incident for the mapping preview)",
         severity=Severity.SEV2_HIGH,
         status=Status.INVESTIGATING,
-        affected_services=[
-            AffectedService.model_validate({"name": "checkout-api", "impact": "partial_outage"})
-        ],
+        affected_services=["checkout-api"],
+        service_impacts=[AffectedService(name="checkout-api", impact=Impact.PARTIAL_OUTAGE)],
         assigned_team="payments",
         assignee="alice",
         roles=Roles(commander="alice"),

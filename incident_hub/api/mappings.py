@@ -17,7 +17,6 @@ from incident_hub.errors import InvalidRequest
 from incident_hub.hub import Hub
 from incident_hub.mapping.store import MappingVersion
 from incident_hub.mapping.validation import Problem, sample_incident
-from incident_hub.model import Incident
 
 router = APIRouter(prefix="/api/v1/mappings", tags=["mappings"])
 
@@ -193,7 +192,7 @@ def preview_mapping(
         raise InvalidRequest("give exactly one of `webhook` or `incident`")
     if sample.incident is not None:
         try:
-            incident = Incident.model_validate({**sample_incident().model_dump(), **sample.incident})
+            incident = sample_incident().replaced(sample.incident)
         except ValidationError as error:
             raise InvalidRequest(f"not an incident: {error}") from None
         return {"direction": "outbound", **mappings.preview_outbound(connector_id, incident, text)}

@@ -121,7 +121,7 @@ class RoutingRules(BaseModel):
             return False
         if self.teams and incident.assigned_team not in self.teams:
             return False
-        services = {service.name for service in incident.affected_services}
+        services = set(incident.affected_services)
         if self.services and not services & set(self.services):
             return False
         return not self.tags or bool(set(incident.tags) & set(self.tags))
