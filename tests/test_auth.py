@@ -275,11 +275,14 @@ def test_openapi_lists_the_seed_paths_with_examples(client: TestClient) -> None:
     assert "put" in paths["/api/v1/incidents/{incident_id}/status"]
     assert "post" in paths["/api/v1/incidents/{incident_id}/escalate"]
     draft = spec["components"]["schemas"]["IncidentDraft"]
-    (example,) = draft["examples"]
-    assert example["title"]
-    assert example["severity"] == "SEV2_HIGH"
-    assert example["dedup_key"]
-    assert set(example) <= set(draft["properties"])
+    seed_example, richer = draft["examples"]
+    assert seed_example["affected_services"] == ["portfolio_management_service"]
+    assert seed_example["automated_responses"][0]["execution_status"] == "in_progress"
+    assert richer["dedup_key"]
+    for example in (seed_example, richer):
+        assert example["title"]
+        assert example["severity"] == "SEV2_HIGH"
+        assert set(example) <= set(draft["properties"])
     # Timestamps set by the lifecycle are not part of any request body.
     for name in ("IncidentDraft", "IncidentPatch", "StatusChange"):
         properties = spec["components"]["schemas"][name]["properties"]
