@@ -532,6 +532,8 @@ class Incident(_Model):
             values["incident_id"] = values["number"]
         if "number" not in values and "incident_id" in values:
             values["number"] = values["incident_id"]
+        if values.get("incident_id") != values.get("number"):
+            raise ValueError("incident_id and number are the same human id")
         if "affected_services" in values or "service_impacts" in values:
             services = merge_services(
                 values.get("affected_services") or [], values.get("service_impacts") or []

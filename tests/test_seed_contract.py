@@ -27,12 +27,15 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fastapi.testclient import TestClient
-from sqlalchemy import event, inspect
+from sqlalchemy import event, inspect, select
 
+from incident_hub.events import EVENT_TYPES
 from incident_hub.hub import Hub
+from incident_hub.store.tables import EventRow
 from tests.admin_support import log_in
 from tests.support import Receiver, event_name
 
@@ -267,6 +270,32 @@ def test_seed_examples_run_through_the_api_and_reach_a_subscriber(
     for payload in received[2:]:
         assert set(payload) == {"event_id", "timestamp", event_name(payload)}
         assert payload[event_name(payload)]["incident_id"] == human_id
+
+
+def test_every_event_body_names_the_incident_by_its_human_id(api: TestClient, hub: Hub) -> None:
+    late = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
+    incident = created(api, {**SEED_CREATE, "severity": "SEV1_CRITICAL", "detected_at": late})
+    path = f"{INCIDENTS}/{incident['incident_id']}"
+    for answer in (
+        api.patch(path, json={"assignee": "ana"}),
+        api.put(f"{path}/roles", json={"role": "commander", "person": "ana"}),
+        api.post(f"{path}/timeline", json={"message": "note"}),
+        api.post(f"{path}/resolution-steps", json={"action_taken": "restarted"}),
+        api.post(f"{path}/automated-responses", json={"action_type": "page_oncall"}),
+        api.post(f"{path}/escalate", json={"reason": "spreading", "target_team": "dba"}),
+        api.put(f"{path}/status", json={"status": "RESOLVED"}),
+    ):
+        assert answer.status_code in (200, 201), answer.text
+    with hub.db.read() as session:
+        rows = session.scalars(select(EventRow).where(EventRow.incident_id == incident["id"])).all()
+        bodies = {row.type: row.payload[row.type] for row in rows}
+    assert set(bodies) == set(EVENT_TYPES)
+    for name, body in bodies.items():
+        assert (body["incident_id"], body["id"], body["number"]) == (
+            incident["incident_id"],
+            incident["id"],
+            incident["incident_id"],
+        ), name
 
 
 def test_every_incident_route_takes_the_human_id(api: TestClient) -> None:
