@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Request, Response, status
+from fastapi import APIRouter, Header, Path, Query, Request, Response, status
 from pydantic import BaseModel, Field
 
 from incident_hub.api.auth import Reader, Writer
@@ -32,6 +32,13 @@ from incident_hub.model import (
 router = APIRouter(prefix="/api/v1/incidents", tags=["incidents"])
 
 DEDUP_HEADER = "X-Incident-Hub-Deduplicated"
+IncidentId = Annotated[
+    str,
+    Path(
+        description="The incident's human id (`INC-20250621-001`, its `incident_id`) or its uuid (`id`).",
+        examples=["INC-20261124-001"],
+    ),
+]
 IfMatch = Annotated[str | None, Header(description="Version from the ETag; a stale one is a 412.")]
 
 
@@ -111,13 +118,13 @@ def list_incidents(
 
 
 @router.get("/{incident_id}", response_model=Incident)
-def get_incident(incident_id: str, request: Request, response: Response, _: Reader) -> Incident:
+def get_incident(incident_id: IncidentId, request: Request, response: Response, _: Reader) -> Incident:
     return _etag(response, _service(request).get(incident_id))
 
 
 @router.patch("/{incident_id}", response_model=Incident)
 def patch_incident(
-    incident_id: str,
+    incident_id: IncidentId,
     patch: IncidentPatch,
     request: Request,
     response: Response,
@@ -134,7 +141,7 @@ def patch_incident(
     responses={409: {"description": "The lifecycle does not allow this move; lists the allowed ones."}},
 )
 def change_status(
-    incident_id: str,
+    incident_id: IncidentId,
     change: StatusChange,
     request: Request,
     response: Response,
@@ -147,7 +154,7 @@ def change_status(
 
 @router.post("/{incident_id}/escalate", response_model=EscalationOutcome)
 def escalate(
-    incident_id: str,
+    incident_id: IncidentId,
     escalation: EscalationRequest,
     request: Request,
     response: Response,
@@ -162,7 +169,7 @@ def escalate(
 
 @router.get("/{incident_id}/timeline", response_model=list[TimelineEntry])
 def timeline(
-    incident_id: str,
+    incident_id: IncidentId,
     request: Request,
     _: Reader,
     visibility: Annotated[str, Query(pattern="^(all|public|internal)$")] = "all",
@@ -174,13 +181,13 @@ def timeline(
 
 
 @router.post("/{incident_id}/timeline", response_model=TimelineEntry, status_code=status.HTTP_201_CREATED)
-def add_note(incident_id: str, note: NoteDraft, request: Request, _: Writer) -> TimelineEntry:
+def add_note(incident_id: IncidentId, note: NoteDraft, request: Request, _: Writer) -> TimelineEntry:
     """Add a note: public (customer-facing) or internal."""
     return _service(request).add_note(incident_id, note)
 
 
 @router.get("/{incident_id}/resolution-steps", response_model=list[ResolutionStep])
-def resolution_steps(incident_id: str, request: Request, _: Reader) -> list[ResolutionStep]:
+def resolution_steps(incident_id: IncidentId, request: Request, _: Reader) -> list[ResolutionStep]:
     return _service(request).list_resolution_steps(incident_id)
 
 
@@ -188,14 +195,14 @@ def resolution_steps(incident_id: str, request: Request, _: Reader) -> list[Reso
     "/{incident_id}/resolution-steps", response_model=ResolutionStep, status_code=status.HTTP_201_CREATED
 )
 def add_resolution_step(
-    incident_id: str, step: ResolutionStepDraft, request: Request, _: Writer
+    incident_id: IncidentId, step: ResolutionStepDraft, request: Request, _: Writer
 ) -> ResolutionStep:
     """Record what was done; steps are numbered in order."""
     return _service(request).add_resolution_step(incident_id, step)
 
 
 @router.get("/{incident_id}/automated-responses", response_model=list[AutomatedResponse])
-def automated_responses(incident_id: str, request: Request, _: Reader) -> list[AutomatedResponse]:
+def automated_responses(incident_id: IncidentId, request: Request, _: Reader) -> list[AutomatedResponse]:
     return _service(request).get(incident_id).automated_responses
 
 
@@ -205,7 +212,7 @@ def automated_responses(incident_id: str, request: Request, _: Reader) -> list[A
     status_code=status.HTTP_201_CREATED,
 )
 def record_automated_response(
-    incident_id: str, automated: AutomatedResponse, request: Request, _: Writer
+    incident_id: IncidentId, automated: AutomatedResponse, request: Request, _: Writer
 ) -> AutomatedResponse:
     """Record an automated action; posting the same `response_id` again updates its status."""
     return _service(request).record_automated_response(incident_id, automated)
@@ -213,7 +220,7 @@ def record_automated_response(
 
 @router.put("/{incident_id}/roles", response_model=Incident)
 def assign_role(
-    incident_id: str,
+    incident_id: IncidentId,
     assignment: RoleAssignment,
     request: Request,
     response: Response,
