@@ -356,3 +356,4 @@ def test_admin_incident_page_opens_by_human_id(api: TestClient, hub: Hub) -> Non
     page = api.get(f"/admin/incidents/{incident['incident_id']}")
     assert page.status_code == 200
     assert f"{incident['incident_id']}: Portfolio valuation delayed" in page.text
+    assert "portfolio_management_service (degraded)" in page.text

@@ -53,7 +53,7 @@ def _plain(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.isoformat()
     if isinstance(value, list):
-        # Affected services by name: the part a vendor field can say.
+        # Service impacts by name: the part a vendor field can say (affected_services are names already).
         return [_plain(getattr(item, "name", item)) for item in value]
     return value
 
