@@ -136,7 +136,7 @@ def test_affected_services_as_a_list_of_names_is_accepted_and_returned_as_names(
 
 
 def test_named_services_and_impact_objects_may_be_mixed_and_impacts_come_back_beside(
-    api: TestClient,
+    api: TestClient, hub: Hub
 ) -> None:
     incident = created(
         api,
@@ -161,6 +161,18 @@ def test_named_services_and_impact_objects_may_be_mixed_and_impacts_come_back_be
         {"name": "payments-db", "impact": "total_outage"},
         {"name": "ledger", "impact": "degraded"},
     ]
+    with hub.db.read() as session:
+        (updated,) = session.scalars(
+            select(EventRow.payload).where(
+                EventRow.incident_id == incident["id"], EventRow.type == "incident_updated"
+            )
+        ).all()
+    changes = updated["incident_updated"]["changes"]
+    assert changes["affected_services"] == {
+        "old": ["checkout-api", "payments-db"],
+        "new": ["payments-db", "ledger"],
+    }
+    assert changes["service_impacts"]["new"] == patched.json()["service_impacts"]
 
 
 def test_one_service_with_two_impacts_is_a_422_naming_it(api: TestClient) -> None:
