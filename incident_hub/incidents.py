@@ -331,9 +331,7 @@ class IncidentService:
                 "incident_updated",
                 row.id,
                 {
-                    "incident_id": row.number,
-                    "id": row.id,
-                    "number": row.number,
+                    **_event_names(row),
                     "version": row.version,
                     "changes": changed,
                     "updated_by": patch.author,
@@ -384,9 +382,7 @@ class IncidentService:
                 )
             )
             body = {
-                "incident_id": row.number,
-                "id": row.id,
-                "number": row.number,
+                **_event_names(row),
                 "version": row.version,
                 "old_status": current.value,
                 "new_status": move.status.value,
@@ -402,9 +398,7 @@ class IncidentService:
                     "incident_resolved",
                     row.id,
                     {
-                        "incident_id": row.number,
-                        "id": row.id,
-                        "number": row.number,
+                        **_event_names(row),
                         "version": row.version,
                         "resolved_at": row.resolved_at.isoformat(),
                         "resolved_by": change.author,
@@ -484,9 +478,7 @@ class IncidentService:
                 "incident_escalated",
                 row.id,
                 {
-                    "incident_id": row.number,
-                    "id": row.id,
-                    "number": row.number,
+                    **_event_names(row),
                     "version": row.version,
                     "reason": request.reason,
                     "old_severity": old_severity.value,
@@ -528,9 +520,7 @@ class IncidentService:
                 "incident_note_added",
                 row.id,
                 {
-                    "incident_id": row.number,
-                    "id": row.id,
-                    "number": row.number,
+                    **_event_names(row),
                     "note": result.model_dump(mode="json"),
                 },
             )
@@ -574,9 +564,7 @@ class IncidentService:
                 "incident_resolution_step_added",
                 row.id,
                 {
-                    "incident_id": row.number,
-                    "id": row.id,
-                    "number": row.number,
+                    **_event_names(row),
                     "version": row.version,
                     "resolution_step": result.model_dump(mode="json"),
                 },
@@ -625,9 +613,7 @@ class IncidentService:
                 "incident_automated_response_recorded",
                 row.id,
                 {
-                    "incident_id": row.number,
-                    "id": row.id,
-                    "number": row.number,
+                    **_event_names(row),
                     "version": row.version,
                     "automated_response": result.model_dump(mode="json"),
                 },
@@ -665,9 +651,7 @@ class IncidentService:
                 "incident_role_assigned",
                 row.id,
                 {
-                    "incident_id": row.number,
-                    "id": row.id,
-                    "number": row.number,
+                    **_event_names(row),
                     "version": row.version,
                     "role": field,
                     "old": old,
@@ -729,9 +713,7 @@ class IncidentService:
             "incident_sla_breached",
             row.id,
             {
-                "incident_id": row.number,
-                "id": row.id,
-                "number": row.number,
+                **_event_names(row),
                 "severity": row.severity,
                 "deadline_kind": missed,
                 "deadline": (
@@ -783,6 +765,12 @@ class IncidentService:
             queued = session.info.pop("deliveries_queued", False)
         if queued:
             self._on_commit()
+
+
+def _event_names(row: IncidentRow) -> dict[str, str]:
+    """How every event body names its incident: the seed's `incident_id` (the human id), the uuid as
+    `id`, and `number` (the human id again) for subscribers written before the seed contract."""
+    return {"incident_id": row.number, "id": row.id, "number": row.number}
 
 
 _LIFECYCLE_STAMPS = ("acknowledged_at", "mitigated_at", "resolved_at", "closed_at")
