@@ -35,6 +35,8 @@ from sqlalchemy import event, inspect, select
 
 from incident_hub.events import EVENT_TYPES
 from incident_hub.hub import Hub
+from incident_hub.mapping.validation import sample_incident
+from incident_hub.model import AffectedService, Impact
 from incident_hub.store.tables import EventRow
 from tests.admin_support import log_in
 from tests.support import Receiver, event_name
@@ -369,3 +371,15 @@ def test_admin_incident_page_opens_by_human_id(api: TestClient, hub: Hub) -> Non
     assert page.status_code == 200
     assert f"{incident['incident_id']}: Portfolio valuation delayed" in page.text
     assert "portfolio_management_service (degraded)" in page.text
+
+
+def test_a_sample_incident_given_in_the_seed_shape_replaces_both_shapes_of_a_field() -> None:
+    """The mapping preview builds its incident this way from what the caller gives."""
+    sample = sample_incident()
+    changed = sample.replaced({"affected_services": ["ledger"], "incident_id": "INC-20250621-001"})
+    assert (changed.affected_services, changed.service_impacts) == (
+        ["ledger"],
+        [AffectedService(name="ledger", impact=Impact.DEGRADED)],
+    )
+    assert (changed.incident_id, changed.number) == ("INC-20250621-001", "INC-20250621-001")
+    assert changed.replaced({"number": "INC-20250621-002"}).incident_id == "INC-20250621-002"
