@@ -52,7 +52,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
     app.include_router(reconciliations.router)
     app.include_router(signals.router)
     app.include_router(ops.router)
-    install_admin(app)
+    install_admin(app, hub.db)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.add_middleware(Metrics)
     return app
