@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from incident_hub.store.db import Database
+from tests.admin_support import csrf_token
 from tests.conftest import _postgres_schema
 from tests.test_crash_recovery import SERVE, HubProcess, admin_key
 
@@ -75,9 +76,27 @@ def _scrape(url: str) -> str:
     return answer.text
 
 
+def _admin_pages_on_any_worker(url: str, key: str) -> None:
+    """Log in and use the admin UI with a new connection per request: whichever worker answers."""
+    fresh = httpx.Limits(max_keepalive_connections=0)
+    with httpx.Client(base_url=url, limits=fresh, timeout=10.0) as browser:
+        for _ in range(6):
+            form = browser.get("/admin/login")
+            answer = browser.post("/admin/login", data={"api_key": key, "csrf_token": csrf_token(form.text)})
+            assert answer.status_code == 303, answer.text
+            for _ in range(3):
+                page = browser.get("/admin/incidents")
+                assert page.status_code == 200 and "Log out" in page.text
+            token = csrf_token(page.text)
+            assert browser.post("/admin/logout", data={"csrf_token": token}).status_code == 303
+            assert browser.get("/admin/incidents").status_code == 303
+
+
 @pytest.mark.slow
 @pytest.mark.postgres
-def test_every_worker_reports_the_same_complete_metrics(postgres_url: str, tmp_path: Path) -> None:
+def test_every_worker_reports_the_same_metrics_and_serves_any_admin_session(
+    postgres_url: str, tmp_path: Path
+) -> None:
     key = admin_key(Database(postgres_url))
     with HubProcess(postgres_url, tmp_path, workers=2) as hub:
         hub.start(INCIDENT_HUB_RECONCILE_INTERVAL_SECONDS="0.2", INCIDENT_HUB_DISPATCH_POLL_SECONDS="0.1")
@@ -100,6 +119,7 @@ def test_every_worker_reports_the_same_complete_metrics(postgres_url: str, tmp_p
             events = _sample(metrics, "incident_hub_events_total", 'type="incident_created"')
             counted.add((created, events))
         assert counted == {(CREATES, CREATES)}
+        _admin_pages_on_any_worker(hub.url, key)
         # Both workers are up and holding requests: one of them, and only one, took the reconciler.
         time.sleep(1.0)
         assert hub.process is not None and hub.process.poll() is None
