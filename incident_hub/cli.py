@@ -37,7 +37,7 @@ def serve(
     from incident_hub.api.app import app_from_env
     from incident_hub.hub import Hub
     from incident_hub.logs import configure
-    from incident_hub.metrics import multiprocess_metrics
+    from incident_hub.metrics import multiprocess_dir, multiprocess_metrics
 
     settings = get_settings()
     if workers > 1 and make_url(settings.resolved_database_url()).get_backend_name() == "sqlite":
@@ -50,7 +50,7 @@ def serve(
     configure(settings.log_level, json_lines=settings.log_json)
     # Migrate once before the workers start, so they do not race for it.
     Hub(settings).migrate()
-    if workers == 1:
+    if workers == 1 and multiprocess_dir() is None:
         uvicorn.run(
             app_from_env(),
             host=host or settings.host,
@@ -59,7 +59,7 @@ def serve(
             access_log=False,
         )
         return
-    # Each worker counts in files of its own there; /metrics in any worker sums them all.
+    # Each worker counts in files of its own in one directory; /metrics in any worker sums them all.
     with multiprocess_metrics():
         uvicorn.run(
             "incident_hub.api.app:app_from_env",

@@ -114,7 +114,8 @@ def multiprocess_metrics() -> Iterator[Path]:
         directory = Path(given)
         directory.mkdir(parents=True, exist_ok=True)
         for stale in directory.glob("*.db"):
-            stale.unlink()
+            if not stale.stem.endswith(f"_{os.getpid()}"):  # this process's own files are live
+                stale.unlink()
         yield directory
         return
     directory = Path(tempfile.mkdtemp(prefix="incident-hub-metrics-"))

@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from incident_hub.metrics import MULTIPROCESS_ENV, multiprocess_metrics
 from incident_hub.store.db import Database
 from tests.admin_support import csrf_token
 from tests.conftest import _postgres_schema
@@ -53,6 +54,17 @@ def test_serve_refuses_several_workers_on_an_explicit_sqlite_url(tmp_path: Path)
     assert result.returncode != 0
     assert len(result.stderr.strip().splitlines()) == 1
     assert "SQLite allows one writer process" in result.stderr
+
+
+def test_a_metrics_directory_named_by_the_operator_starts_without_a_previous_runs_counts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(MULTIPROCESS_ENV, str(tmp_path))
+    (tmp_path / "counter_999999.db").write_bytes(b"a previous run's counts")
+    with multiprocess_metrics() as directory:
+        assert directory == tmp_path
+        assert list(tmp_path.glob("*.db")) == []
+    assert tmp_path.is_dir()  # the operator's directory is kept
 
 
 # ---- several workers on PostgreSQL ------------------------------------------------------------------
