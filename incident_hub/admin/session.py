@@ -82,7 +82,7 @@ class AdminSession:
 @dataclass(frozen=True)
 class OpenedSession:
     session: AdminSession
-    token: str  # for the cookie, once
+    token: str = field(repr=False)  # for the cookie, once: only its hash is stored
 
 
 def _hash(token: str) -> str:
@@ -167,12 +167,6 @@ class SessionStore:
                 .where(AdminSessionRow.token_hash == session_id)
                 .values(flashes=list(flashes))
             )
-
-    def delete_expired(self) -> int:
-        """Delete every expired session; returns how many."""
-        with self.db.write() as session:
-            deleted = session.execute(delete(AdminSessionRow).where(self._expired(utcnow())))
-        return int(getattr(deleted, "rowcount", 0) or 0)
 
     # ---- the login form, before there is a session -------------------------------------------------
 
