@@ -181,3 +181,15 @@ def test_a_session_outlives_the_worker_that_opened_it(settings: Settings, tmp_pa
     with TestClient(create_app(settings)) as restarted:
         browser.workers = [restarted]
         assert browser.get(0, "/admin/connectors").status_code == 200
+
+
+def test_a_login_form_left_open_too_long_expires(workers: list[TestClient]) -> None:
+    for worker in workers:
+        _sessions(worker).login_form_seconds = 0.5
+    browser = Browser(workers)
+    form = browser.get(0, "/admin/login")
+    time.sleep(1.1)
+    data = {"api_key": _admin_key(workers[0]), "csrf_token": csrf_token(form.text)}
+    answer = browser.post(1, "/admin/login", data)
+    assert answer.status_code == 403
+    assert "The login form expired" in answer.text
