@@ -25,28 +25,51 @@ app.add_typer(apikey_app, name="apikey")
 def serve(
     host: Annotated[str | None, typer.Option(help="Bind address (default INCIDENT_HUB_HOST).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default INCIDENT_HUB_PORT).")] = None,
-    workers: Annotated[int, typer.Option(help="Worker processes, each with API and dispatcher.")] = 1,
+    workers: Annotated[
+        int,
+        typer.Option(min=1, help="Worker processes, each with API and dispatcher (>1: PostgreSQL only)."),
+    ] = 1,
 ) -> None:
     """Run the API and the dispatcher."""
     import uvicorn
+    from sqlalchemy.engine import make_url
 
     from incident_hub.api.app import app_from_env
     from incident_hub.hub import Hub
     from incident_hub.logs import configure
+    from incident_hub.metrics import multiprocess_dir, multiprocess_metrics
 
     settings = get_settings()
+    if workers > 1 and make_url(settings.resolved_database_url()).get_backend_name() == "sqlite":
+        typer.echo(
+            "error: --workers above 1 needs PostgreSQL: SQLite allows one writer process; "
+            "set INCIDENT_HUB_DATABASE_URL=postgresql+psycopg://...",
+            err=True,
+        )
+        raise typer.Exit(2)
     configure(settings.log_level, json_lines=settings.log_json)
     # Migrate once before the workers start, so they do not race for it.
     Hub(settings).migrate()
-    uvicorn.run(
-        "incident_hub.api.app:app_from_env" if workers > 1 else app_from_env(),
-        factory=workers > 1,
-        host=host or settings.host,
-        port=port or settings.port,
-        workers=workers,
-        log_config=None,
-        access_log=False,
-    )
+    if workers == 1 and multiprocess_dir() is None:
+        uvicorn.run(
+            app_from_env(),
+            host=host or settings.host,
+            port=port or settings.port,
+            log_config=None,
+            access_log=False,
+        )
+        return
+    # Each worker counts in files of its own in one directory; /metrics in any worker sums them all.
+    with multiprocess_metrics():
+        uvicorn.run(
+            "incident_hub.api.app:app_from_env",
+            factory=True,
+            host=host or settings.host,
+            port=port or settings.port,
+            workers=workers,
+            log_config=None,
+            access_log=False,
+        )
 
 
 @db_app.command("upgrade")

@@ -1,11 +1,17 @@
 """Prometheus metrics. Outbox figures are read from the database at scrape time, so every replica
-reports the shared truth."""
+reports the shared truth. Under `serve --workers N` the in-process counters run in prometheus_client's
+multiprocess mode: each worker writes its own files and `/metrics`, whichever worker answers, sums them."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
@@ -86,3 +92,55 @@ class OutboxCollector(Collector):
         lag.add_metric([], max(0.0, (now - oldest).total_seconds()) if oldest is not None else 0.0)
         yield by_state
         yield lag
+
+
+# prometheus_client's own variable, read by the library when it is imported: it is not a hub setting.
+MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def multiprocess_dir() -> str | None:
+    """The directory the workers' metric files live in, when this process counts in multiprocess mode."""
+    return os.environ.get(MULTIPROCESS_ENV) or None
+
+
+@contextlib.contextmanager
+def multiprocess_metrics() -> Iterator[Path]:
+    """Put the worker processes started inside the block in multiprocess mode, on an empty directory.
+
+    A directory the operator named in PROMETHEUS_MULTIPROC_DIR is emptied of metric files at start (the
+    counts of a previous run would add up with this one's); otherwise a fresh one is made and removed."""
+    given = multiprocess_dir()
+    if given is not None:
+        directory = Path(given)
+        directory.mkdir(parents=True, exist_ok=True)
+        for stale in directory.glob("*.db"):
+            if not stale.stem.endswith(f"_{os.getpid()}"):  # this process's own files are live
+                stale.unlink()
+        yield directory
+        return
+    directory = Path(tempfile.mkdtemp(prefix="incident-hub-metrics-"))
+    os.environ[MULTIPROCESS_ENV] = str(directory)
+    try:
+        yield directory
+    finally:
+        del os.environ[MULTIPROCESS_ENV]
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def exposition(*registries: CollectorRegistry) -> bytes:
+    """The text `/metrics` answers: this process's counters (every worker's, in multiprocess mode), then
+    `registries` (collectors that read the database, the same in every worker)."""
+    if multiprocess_dir() is None:
+        body = generate_latest(REGISTRY)
+    else:
+        merged = CollectorRegistry()
+        multiprocess.MultiProcessCollector(merged)  # type: ignore[no-untyped-call]
+        body = generate_latest(merged)
+    return body + b"".join(generate_latest(registry) for registry in registries)
+
+
+def process_exiting() -> None:
+    """Drop this worker's live gauges from the shared files (its counters stay: totals never go back)."""
+    directory = multiprocess_dir()
+    if directory is not None:
+        multiprocess.mark_process_dead(os.getpid(), directory)  # type: ignore[no-untyped-call]

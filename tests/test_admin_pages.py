@@ -6,15 +6,16 @@ import logging
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import func, select
 
 from incident_hub.admin.render import safe_url
-from incident_hub.admin.session import SessionStore
-from incident_hub.api.auth import Principal, Scope
+from incident_hub.api.auth import Scope
 from incident_hub.commands import IncidentDraft, SubscriptionDraft
 from incident_hub.connectors.base import ConnectorConfig
 from incident_hub.hub import Hub
 from incident_hub.model import Severity
 from incident_hub.serving import free_port
+from incident_hub.store.tables import AdminSessionRow
 from tests.admin_support import csrf_token, log_in
 from tests.support import Answer, Receiver, wait_until
 
@@ -428,10 +429,8 @@ def test_only_http_links_from_a_vendor_become_links() -> None:
     assert safe_url(None) is None
 
 
-def test_login_page_visits_do_not_push_out_logged_in_sessions() -> None:
-    sessions = SessionStore(max_sessions=3)
-    principal = Principal("k1", "alice", frozenset({Scope.ADMIN}))
-    logged_in = sessions.log_in(sessions.new(), "ih_x_y", principal)
+def test_login_page_visits_store_nothing(hub: Hub, client: TestClient) -> None:
     for _ in range(10):
-        sessions.new()
-    assert sessions.get(logged_in.id) is logged_in
+        assert client.get("/admin/login").status_code == 200
+    with hub.db.read() as session:
+        assert session.scalar(select(func.count()).select_from(AdminSessionRow)) == 0

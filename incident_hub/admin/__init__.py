@@ -12,6 +12,7 @@ from fastapi.staticfiles import StaticFiles
 from incident_hub.admin import connectors, deliveries, incidents, login, mappings
 from incident_hub.admin.render import STATIC, AdminPageError, error_page, is_htmx, see_other
 from incident_hub.admin.session import CsrfRejected, LoginRequired, SessionStore, current
+from incident_hub.store.db import Database
 
 router = APIRouter(prefix="/admin", include_in_schema=False)
 router.include_router(login.router)
@@ -27,9 +28,9 @@ def home() -> Response:
     return see_other("/admin/connectors")
 
 
-def install(app: FastAPI) -> None:
-    """Serve the admin UI (pages, static files, its session store and error pages) from `app`."""
-    app.state.admin_sessions = SessionStore()
+def install(app: FastAPI, db: Database) -> None:
+    """Serve the admin UI (pages, static files, its sessions in `db` and error pages) from `app`."""
+    app.state.admin_sessions = SessionStore(db)
     app.include_router(router)
     app.mount("/admin/static", StaticFiles(directory=STATIC), name="admin-static")
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+import secrets
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 
 from incident_hub.admin.render import error_page, render, see_other
-from incident_hub.admin.session import COOKIE, AdminPost, AdminSession, current, store, tokens_match
+from incident_hub.admin.session import COOKIE, LOGIN_COOKIE, AdminPost, current, store
 from incident_hub.api.auth import ApiKeys, Scope
 
 log = logging.getLogger(__name__)
@@ -24,27 +25,28 @@ def _safe_next(target: str | None) -> str:
     return "/admin/connectors"
 
 
-def _set_cookie(request: Request, response: Response, session: AdminSession) -> None:
+def _set_cookie(request: Request, response: Response, name: str, value: str, max_age: float) -> None:
     response.set_cookie(
-        COOKIE,
-        session.id,
+        name,
+        value,
         httponly=True,
         samesite="strict",
         secure=request.url.scheme == "https",
         path="/admin",
-        max_age=int(store(request).lifetime_seconds),
+        max_age=int(max_age),
     )
 
 
 @router.get("/login")
 def login_form(request: Request, next: str | None = None) -> Response:
-    session = current(request)
-    if session is not None and session.key is not None:
+    if current(request) is not None:
         return see_other(_safe_next(next))
-    if session is None:
-        session = store(request).new()
-    response = render(request, "login.html", session, {"next": _safe_next(next), "error": None})
-    _set_cookie(request, response, session)
+    sessions = store(request)
+    # Kept across visits, so two login tabs of one browser both stay valid.
+    nonce = request.cookies.get(LOGIN_COOKIE) or secrets.token_urlsafe(32)
+    context = {"next": _safe_next(next), "error": None, "csrf_token": sessions.login_form_token(nonce)}
+    response = render(request, "login.html", None, context)
+    _set_cookie(request, response, LOGIN_COOKIE, nonce, sessions.login_form_seconds)
     return response
 
 
@@ -55,8 +57,8 @@ def log_in(
     csrf_token: Annotated[str, Form()] = "",
     next: Annotated[str, Form()] = "",
 ) -> Response:
-    session = current(request)
-    if session is None or not tokens_match(session.csrf_token, csrf_token):
+    sessions = store(request)
+    if not sessions.login_form_valid(request.cookies.get(LOGIN_COOKIE), csrf_token):
         # The login form itself is protected: no site can log a browser in with the attacker's key.
         return error_page(request, None, 403, "The login form expired or did not come from this site.")
     keys: ApiKeys = request.app.state.hub.api_keys
@@ -67,12 +69,13 @@ def log_in(
             "admin login refused",
             extra={"key_id": principal.key_id if principal else None, "reason": error},
         )
-        context = {"next": _safe_next(next), "error": error}
-        return render(request, "login.html", session, context, status_code=403 if principal else 401)
-    logged_in = store(request).log_in(session, api_key.strip(), principal)
+        context = {"next": _safe_next(next), "error": error, "csrf_token": csrf_token}
+        return render(request, "login.html", None, context, status_code=403 if principal else 401)
+    opened = sessions.open(principal)
     log.info("admin login", extra={"key_id": principal.key_id, "key_name": principal.name})
     response = see_other(_safe_next(next))
-    _set_cookie(request, response, logged_in)
+    _set_cookie(request, response, COOKIE, opened.token, sessions.lifetime_seconds)
+    response.delete_cookie(LOGIN_COOKIE, path="/admin", httponly=True, samesite="strict")
     return response
 
 

@@ -124,7 +124,7 @@ def render(
         "csrf_field": CSRF_FIELD,
         "csrf_header": CSRF_HEADER,
         "csrf_token": session.csrf_token if session is not None else "",
-        "user": session.principal.name if session is not None and session.principal is not None else None,
+        "user": session.principal.name if session is not None else None,
         "flashes": session.take_flashes() if session is not None and not is_htmx(request) else [],
         "nav": request.url.path,
     }

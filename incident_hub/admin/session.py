@@ -1,31 +1,46 @@
-"""Admin UI sessions: the admin API key is kept here, server-side; the browser holds only a random session
-id in an HttpOnly, SameSite=Strict cookie. Every session carries its own CSRF token, checked on each POST."""
+"""Admin UI sessions, kept in the database so any worker or replica serves any of them.
+
+The browser holds a random token in an HttpOnly, SameSite=Strict cookie; the database holds only its hash,
+the id of the API key the session was opened with (never the key), the session's CSRF token (checked on
+every POST) and its pending flash messages. The login form, before there is a session, carries a token
+signed with a key kept in the database and bound to a cookie of its own (a signed double submit)."""
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import logging
 import secrets
-import threading
 import time
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Annotated
 
 from fastapi import Depends, Request
-from pydantic import SecretStr
+from sqlalchemy import ColumnElement, delete, or_, select, update
+from sqlalchemy.exc import IntegrityError
 
-from incident_hub.api.auth import ApiKeys, Principal, Scope
+from incident_hub.api.auth import Principal, Scope
 from incident_hub.audit import actor_name
+from incident_hub.clock import as_utc, utcnow
+from incident_hub.signing import sign_sha256
+from incident_hub.store.db import Database
+from incident_hub.store.tables import AdminSessionRow, ApiKeyRow, HubSecretRow
 
 log = logging.getLogger(__name__)
 
 COOKIE = "ih_admin_session"
+LOGIN_COOKIE = "ih_admin_login"
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
 # A session ends after an hour without a request, and after twelve hours in any case.
 IDLE_SECONDS = 3600.0
 LIFETIME_SECONDS = 12 * 3600.0
-MAX_SESSIONS = 10_000
+# A login form can be posted for this long after it was shown.
+LOGIN_FORM_SECONDS = 3600.0
+# Seen-at is written at most this often per session (a database write per page view is not needed).
+TOUCH_SECONDS = 60.0
+LOGIN_KEY = "admin-login-form"
 
 
 class LoginRequired(Exception):
@@ -38,91 +53,171 @@ class CsrfRejected(Exception):
 
 @dataclass
 class AdminSession:
-    id: str
+    """A logged-in session, as loaded for one request."""
+
+    id: str  # the token's hash: the cookie's value is never kept
     csrf_token: str
-    created: float
-    last_seen: float
-    # The key is needed to re-check it on every request (revocation ends the session); never shown.
-    key: SecretStr | None = field(default=None, repr=False)
-    principal: Principal | None = None
+    principal: Principal
     flashes: list[str] = field(default_factory=list)
+    store: SessionStore | None = field(default=None, repr=False)
 
     @property
     def actor(self) -> str:
         """Who did it, as audit records and mapping versions name an API key: `name (key id)`."""
-        if self.principal is None:
-            return "anonymous"
         return actor_name(self.principal.name, self.principal.key_id)
 
     def flash(self, message: str) -> None:
+        """Show `message` on the next page this session loads, whichever worker serves it."""
         self.flashes.append(message)
+        if self.store is not None:
+            self.store.set_flashes(self.id, self.flashes)
 
     def take_flashes(self) -> list[str]:
         taken, self.flashes = self.flashes, []
+        if taken and self.store is not None:
+            self.store.set_flashes(self.id, [])
         return taken
 
 
+@dataclass(frozen=True)
+class OpenedSession:
+    session: AdminSession
+    token: str = field(repr=False)  # for the cookie, once: only its hash is stored
+
+
+def _hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
 class SessionStore:
-    """Sessions in this process's memory. Several worker processes need sticky routing (docs/admin.md)."""
+    """Admin sessions in the `admin_sessions` table; expired ones are deleted when met and at each login."""
 
     def __init__(
         self,
+        db: Database,
         idle_seconds: float = IDLE_SECONDS,
         lifetime_seconds: float = LIFETIME_SECONDS,
-        max_sessions: int = MAX_SESSIONS,
+        login_form_seconds: float = LOGIN_FORM_SECONDS,
     ) -> None:
+        self.db = db
         self.idle_seconds = idle_seconds
         self.lifetime_seconds = lifetime_seconds
-        self.max_sessions = max_sessions
-        self._sessions: dict[str, AdminSession] = {}
-        self._lock = threading.Lock()
+        self.login_form_seconds = login_form_seconds
+        self._login_key: bytes | None = None
 
-    def new(self) -> AdminSession:
-        """An anonymous session: it only carries the CSRF token of the login form."""
-        now = time.monotonic()
-        session = AdminSession(secrets.token_urlsafe(32), secrets.token_urlsafe(32), now, now)
-        with self._lock:
-            self._expire(now)
-            if len(self._sessions) >= self.max_sessions:
-                # Under a flood of login-page visits, the logged-in sessions are the last to go.
-                anonymous = [s for s in self._sessions.values() if s.key is None]
-                oldest = min(anonymous or self._sessions.values(), key=lambda s: s.last_seen)
-                del self._sessions[oldest.id]
-            self._sessions[session.id] = session
-        return session
+    def open(self, principal: Principal) -> OpenedSession:
+        """A new session for a verified admin key: a fresh token, so a planted cookie is worth nothing."""
+        token = secrets.token_urlsafe(32)
+        now = utcnow()
+        row = AdminSessionRow(
+            token_hash=_hash(token),
+            api_key_id=principal.key_id,
+            csrf_token=secrets.token_urlsafe(32),
+            flashes=[],
+            created_at=now,
+            last_seen_at=now,
+            expires_at=now + timedelta(seconds=self.lifetime_seconds),
+        )
+        with self.db.write() as session:
+            session.execute(delete(AdminSessionRow).where(self._expired(now)))
+            session.add(row)
+        return OpenedSession(AdminSession(row.token_hash, row.csrf_token, principal, [], self), token)
 
-    def get(self, session_id: str | None) -> AdminSession | None:
-        if not session_id:
+    def get(self, token: str | None) -> AdminSession | None:
+        """The live session of this cookie value, if its key is still valid and still has the admin scope."""
+        if not token:
             return None
-        now = time.monotonic()
-        with self._lock:
-            session = self._sessions.get(session_id)
-            if session is None:
-                return None
-            if self._expired(session, now):
-                del self._sessions[session_id]
-                return None
-            session.last_seen = now
-            return session
-
-    def log_in(self, anonymous: AdminSession, key: str, principal: Principal) -> AdminSession:
-        """A fresh session (new id and CSRF token, so a planted id is worth nothing) holding the key."""
-        self.end(anonymous.id)
-        session = self.new()
-        session.key = SecretStr(key)
-        session.principal = principal
-        return session
+        token_hash = _hash(token)
+        now = utcnow()
+        with self.db.read() as session:
+            found = session.execute(
+                select(AdminSessionRow, ApiKeyRow)
+                .join(ApiKeyRow, ApiKeyRow.id == AdminSessionRow.api_key_id)
+                .where(AdminSessionRow.token_hash == token_hash)
+            ).one_or_none()
+        if found is None:
+            return None
+        row, key = found
+        principal = Principal(key.id, key.name, frozenset(Scope(s) for s in key.scopes))
+        if self._has_expired(row, now):
+            self.end(token_hash)
+            return None
+        if key.revoked_at is not None or not principal.allows(Scope.ADMIN):
+            self.end(token_hash)
+            log.info("admin session ended: key revoked or no longer admin", extra={"key_id": key.id})
+            return None
+        if (now - as_utc(row.last_seen_at)).total_seconds() >= min(TOUCH_SECONDS, self.idle_seconds / 4):
+            with self.db.write() as session:
+                session.execute(
+                    update(AdminSessionRow)
+                    .where(AdminSessionRow.token_hash == token_hash)
+                    .values(last_seen_at=now)
+                )
+        return AdminSession(row.token_hash, row.csrf_token, principal, list(row.flashes), self)
 
     def end(self, session_id: str) -> None:
-        with self._lock:
-            self._sessions.pop(session_id, None)
+        """End a session (by its id, the token's hash) in every worker and replica."""
+        with self.db.write() as session:
+            session.execute(delete(AdminSessionRow).where(AdminSessionRow.token_hash == session_id))
 
-    def _expired(self, session: AdminSession, now: float) -> bool:
-        return now - session.last_seen > self.idle_seconds or now - session.created > self.lifetime_seconds
+    def set_flashes(self, session_id: str, flashes: list[str]) -> None:
+        with self.db.write() as session:
+            session.execute(
+                update(AdminSessionRow)
+                .where(AdminSessionRow.token_hash == session_id)
+                .values(flashes=list(flashes))
+            )
 
-    def _expire(self, now: float) -> None:
-        for session_id in [s.id for s in self._sessions.values() if self._expired(s, now)]:
-            del self._sessions[session_id]
+    # ---- the login form, before there is a session -------------------------------------------------
+
+    def login_form_token(self, nonce: str) -> str:
+        """The token a login form carries, valid with the cookie holding `nonce` for a while."""
+        issued = str(int(time.time()))
+        return f"{issued}.{self._sign(nonce, issued)}"
+
+    def login_form_valid(self, nonce: str | None, token: str | None) -> bool:
+        """The posted form was shown by this hub (any replica) to this browser, not long ago."""
+        if not nonce or not token:
+            return False
+        issued, _, signature = token.partition(".")
+        if not issued.isdigit() or not tokens_match(self._sign(nonce, issued), signature):
+            return False
+        return 0 <= time.time() - int(issued) <= self.login_form_seconds
+
+    def _sign(self, nonce: str, issued: str) -> str:
+        return sign_sha256(self._key(), f"{LOGIN_KEY}\n{nonce}\n{issued}".encode())
+
+    def _key(self) -> bytes:
+        if self._login_key is None:
+            self._login_key = _shared_secret(self.db, LOGIN_KEY).encode()
+        return self._login_key
+
+    def _expired(self, now: datetime) -> ColumnElement[bool]:
+        return or_(
+            AdminSessionRow.expires_at <= now,
+            AdminSessionRow.last_seen_at <= now - timedelta(seconds=self.idle_seconds),
+        )
+
+    def _has_expired(self, row: AdminSessionRow, now: datetime) -> bool:
+        idle = (now - as_utc(row.last_seen_at)).total_seconds()
+        return as_utc(row.expires_at) <= now or idle >= self.idle_seconds
+
+
+def _shared_secret(db: Database, name: str) -> str:
+    """The secret called `name`, made the first time any replica asks for it."""
+    with db.read() as session:
+        value = session.scalar(select(HubSecretRow.value).where(HubSecretRow.name == name))
+    if value is not None:
+        return value
+    try:
+        with db.write() as session:
+            made = secrets.token_urlsafe(48)
+            session.add(HubSecretRow(name=name, value=made, created_at=utcnow()))
+        return made
+    except IntegrityError:
+        # Another replica made it first: everyone uses that one.
+        with db.read() as session:
+            return str(session.scalar(select(HubSecretRow.value).where(HubSecretRow.name == name)))
 
 
 def store(request: Request) -> SessionStore:
@@ -131,23 +226,15 @@ def store(request: Request) -> SessionStore:
 
 
 def current(request: Request) -> AdminSession | None:
-    """The browser's session, logged in or not, if it has a live one."""
+    """The browser's logged-in session, if it has a live one."""
     return store(request).get(request.cookies.get(COOKIE))
 
 
 def require_admin(request: Request) -> AdminSession:
     """A logged-in session whose key is still valid and still carries the admin scope."""
     session = current(request)
-    if session is None or session.key is None:
+    if session is None:
         raise LoginRequired
-    keys: ApiKeys = request.app.state.hub.api_keys
-    principal = keys.verify(session.key.get_secret_value())
-    if principal is None or not principal.allows(Scope.ADMIN):
-        store(request).end(session.id)
-        key_id = session.principal.key_id if session.principal is not None else None
-        log.info("admin session ended: key revoked or no longer admin", extra={"key_id": key_id})
-        raise LoginRequired
-    session.principal = principal
     return session
 
 

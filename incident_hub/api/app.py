@@ -15,6 +15,7 @@ from incident_hub.api import mappings as mappings_api
 from incident_hub.api.middleware import BodyLimit, Metrics
 from incident_hub.hub import Hub
 from incident_hub.logs import configure as configure_logging
+from incident_hub.metrics import process_exiting
 from incident_hub.settings import Settings, get_settings
 
 DESCRIPTION = """
@@ -38,6 +39,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
             yield
         finally:
             await hub.stop()
+            process_exiting()
 
     app = FastAPI(title="incident-hub", version=__version__, description=DESCRIPTION, lifespan=lifespan)
     app.state.hub = hub
@@ -50,7 +52,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
     app.include_router(reconciliations.router)
     app.include_router(signals.router)
     app.include_router(ops.router)
-    install_admin(app)
+    install_admin(app, hub.db)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.add_middleware(Metrics)
     return app

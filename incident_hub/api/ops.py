@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 
 from incident_hub.hub import Hub
-from incident_hub.metrics import REGISTRY
+from incident_hub.metrics import exposition
 from incident_hub.store import migrate
 
 router = APIRouter(tags=["operations"])
@@ -41,5 +41,4 @@ def readyz(request: Request) -> JSONResponse:
 @router.get("/metrics")
 def metrics(request: Request) -> Response:
     hub: Hub = request.app.state.hub
-    body = generate_latest(REGISTRY) + generate_latest(hub.metrics_registry)
-    return Response(body, media_type=CONTENT_TYPE_LATEST)
+    return Response(exposition(hub.metrics_registry), media_type=CONTENT_TYPE_LATEST)

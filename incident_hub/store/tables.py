@@ -422,3 +422,30 @@ class AuditEntryRow(Base):
     action: Mapped[str] = mapped_column(String(100))
     target: Mapped[str] = mapped_column(String(300))
     detail: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class AdminSessionRow(Base):
+    """A logged-in admin UI session, served by any worker or replica. The browser's cookie holds a random
+    token; only its SHA-256 is stored, so a copy of this table opens no session."""
+
+    __tablename__ = "admin_sessions"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    api_key_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("api_keys.id", ondelete="CASCADE"), index=True
+    )
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    flashes: Mapped[list[Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime]
+    last_seen_at: Mapped[datetime] = mapped_column(index=True)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class HubSecretRow(Base):
+    """Random keys the hub makes for itself once and every replica shares (e.g. signing login forms)."""
+
+    __tablename__ = "hub_secrets"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime]
