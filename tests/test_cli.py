@@ -4,48 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import pytest
 import yaml
-from typer.testing import CliRunner, Result
 
 from incident_hub import __version__
-from incident_hub.cli import app
 from incident_hub.commands import IncidentDraft, SubscriptionDraft
 from incident_hub.connectors.base import ConnectorConfig
 from incident_hub.hub import Hub
-from incident_hub.settings import get_settings
 from incident_hub.store import migrate
-from tests.conftest import test_settings
+from tests.cli_support import Cli, arranged, cli
 from tests.support import Answer, Receiver
 
-Cli = Callable[..., Result]
-
-
-@pytest.fixture
-def cli(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cli]:
-    """`incident-hub ARGS...` on the test database; stdout and stderr apart."""
-    monkeypatch.setenv("INCIDENT_HUB_DATABASE_URL", database_url)
-    monkeypatch.setenv("INCIDENT_HUB_DATA_DIR", str(tmp_path))
-    monkeypatch.delenv("INCIDENT_HUB_CONFIG", raising=False)
-
-    def run(*args: str, input: str | None = None) -> Result:
-        get_settings.cache_clear()
-        return CliRunner().invoke(app, list(args), input=input)
-
-    yield run
-    get_settings.cache_clear()
-
-
-@pytest.fixture
-def arranged(database_url: str, tmp_path: Path) -> Iterator[Hub]:
-    """A hub on the same database, to arrange what the commands then find."""
-    hub = Hub(test_settings(database_url, tmp_path))
-    hub.migrate()
-    yield hub
-    asyncio.run(hub.stop())
+__all__ = ["arranged", "cli"]  # fixtures
 
 
 def _pagerduty(base_url: str = "https://pagerduty.invalid", **options: str) -> ConnectorConfig:

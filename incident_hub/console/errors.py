@@ -11,6 +11,8 @@ import sqlite3
 from typing import Any
 
 import typer
+from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import ProgrammingError as SqlProgrammingError
@@ -36,6 +38,8 @@ def ordinary_reason(error: BaseException) -> str | None:
         return str(error)
     if isinstance(error, HubError):
         return error.detail
+    if isinstance(error, ValidationError) and error.title == "Settings":
+        return "; ".join(_setting(e) for e in error.errors())
     if isinstance(error, OperationalError | SqlProgrammingError):
         return _database_reason(error)
     if isinstance(error, sqlite3.OperationalError):
@@ -46,6 +50,11 @@ def ordinary_reason(error: BaseException) -> str | None:
     if isinstance(error, OSError) and error.errno is not None and error.filename:
         return f"{error.filename}: {error.strerror}"
     return None
+
+
+def _setting(problem: ErrorDetails) -> str:
+    name = "INCIDENT_HUB_" + "_".join(str(p) for p in problem["loc"][:1]).upper()
+    return f"{name}: {problem['msg']}"
 
 
 def _database_reason(error: OperationalError | SqlProgrammingError) -> str | None:
