@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 
 from incident_hub.connectors.base import ConnectorConfig
 from incident_hub.hub import Hub
@@ -140,3 +141,33 @@ def test_reconcile_now_runs_one_pass_per_connector(cli: Cli, world: World) -> No
     header, row = result.stdout.splitlines()
     assert header.split()[:4] == ["RUN", "CONNECTOR", "KIND", "STATE"]
     assert row.split()[1:5] == ["pagerduty", "incremental", "ok", "1"]
+
+
+def test_put_connector_with_unreadable_credentials_is_refused_naming_them(
+    api: TestClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("NO_SUCH_PD_TOKEN", raising=False)
+    config = {
+        "id": "pagerduty",
+        "kind": "pagerduty",
+        "base_url": "https://pagerduty.invalid",
+        "credentials": {"env": "NO_SUCH_PD_TOKEN"},
+        "options": {"from_email": "hub@example.com", "service_id": "PSERVICE"},
+    }
+    refused = api.put("/api/v1/connectors/pagerduty", json=config)
+    assert refused.status_code == 422
+    assert refused.headers["content-type"].startswith("application/problem+json")
+    assert refused.json()["detail"] == (
+        "connector pagerduty: credentials: environment variable NO_SUCH_PD_TOKEN is not set"
+    )
+
+    missing = tmp_path / "pd-webhook-secret"
+    monkeypatch.setenv("NO_SUCH_PD_TOKEN", "token")
+    refused = api.put(
+        "/api/v1/connectors/pagerduty", json={**config, "webhook_secret": {"file": str(missing)}}
+    )
+    assert refused.status_code == 422
+    assert f"webhook_secret: cannot read secret file {missing}" in refused.json()["detail"]
+    assert api.get("/api/v1/connectors/pagerduty").status_code == 404
+
+    assert api.put("/api/v1/connectors/pagerduty", json=config).status_code == 200
