@@ -1,7 +1,9 @@
-"""Structured logs: one JSON object per line, with the incident and delivery in context."""
+"""Structured logs: one JSON object (or one key=value line) per event, with the incident and delivery in
+context."""
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from collections.abc import Iterator
@@ -33,6 +35,35 @@ class _ContextFilter(logging.Filter):
         return True
 
 
+_STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
+
+
+class KeyValueFormatter(logging.Formatter):
+    """Plain-text lines with the same context as the JSON ones: `... message key=value key="two words"`."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        pairs = [
+            f"{key}={_value(value)}"
+            for key, value in record.__dict__.items()
+            if key not in _STANDARD and not key.startswith("_")
+        ]
+        if not pairs:
+            return line
+        head, newline, trace = line.partition("\n")  # a traceback stays below the line
+        return f"{head} {' '.join(pairs)}{newline}{trace}"
+
+
+def _value(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    if text and not any(c.isspace() or c in '"=' for c in text):
+        return text
+    return json.dumps(text)
+
+
 def configure(level: str = "INFO", *, json_lines: bool = True) -> None:
     handler = logging.StreamHandler(sys.stderr)
     if json_lines:
@@ -44,7 +75,7 @@ def configure(level: str = "INFO", *, json_lines: bool = True) -> None:
             )
         )
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+        handler.setFormatter(KeyValueFormatter())
     handler.addFilter(_ContextFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
