@@ -9,7 +9,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, TextIO
 
 from pythonjsonlogger.json import JsonFormatter
 
@@ -64,8 +64,9 @@ def _value(value: Any) -> str:
     return json.dumps(text)
 
 
-def configure(level: str = "INFO", *, json_lines: bool = True) -> None:
-    handler = logging.StreamHandler(sys.stderr)
+def configure(level: str = "INFO", *, json_lines: bool = True, stream: TextIO | None = None) -> None:
+    """Send every log record, with its context, to `stream` (default: stderr) as JSON or key=value lines."""
+    handler = logging.StreamHandler(stream or sys.stderr)
     if json_lines:
         handler.setFormatter(
             JsonFormatter(
