@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 from incident_hub.connectors.base import ConnectorConfig
 from incident_hub.hub import Hub
 from incident_hub.model import Severity
+from incident_hub.sandbox.pagerduty import ESCALATION_POLICY_ID
 from incident_hub.sandbox.world import VENDORS, World, connect
 from incident_hub.serving import free_port
 from tests.cli_support import Cli, arranged, cli
@@ -60,6 +61,8 @@ def test_check_passes_for_a_working_configuration(cli: Cli, world: World, vendor
     target = {"pagerduty": "service", "jira": "project", "servicenow": "table", "opsgenie": None}[vendor]
     if target:
         assert lines[target][0] == "ok"
+    if vendor == "jira":
+        assert lines["issue type"] == ("ok", "Incident exists")
 
 
 def test_check_reports_a_refused_token_for_each_vendor(
@@ -76,7 +79,8 @@ def test_check_reports_a_refused_token_for_each_vendor(
 
 
 def test_check_reports_a_missing_service_project_or_group(cli: Cli, world: World, arranged: Hub) -> None:
-    _reconfigure(arranged, "pagerduty", options={"service_id": "PNOSUCH"})
+    policies = {"payments": ESCALATION_POLICY_ID, "search": "PNOPOLICY"}
+    _reconfigure(arranged, "pagerduty", options={"service_id": "PNOSUCH", "escalation_policies": policies})
     _reconfigure(arranged, "jira", options={"project_key": "NOPE"})
     _reconfigure(arranged, "servicenow", options={"assignment_groups": {"payments": uuid.uuid4().hex}})
 
@@ -85,6 +89,8 @@ def test_check_reports_a_missing_service_project_or_group(cli: Cli, world: World
     mark, detail = _lines(pagerduty.stdout)["service"]
     assert mark == "FAIL" and "PNOSUCH" in detail and "404" in detail
     assert _lines(pagerduty.stdout)["auth"][0] == "ok"
+    assert _lines(pagerduty.stdout)["escalation policy of payments"][0] == "ok"
+    assert _lines(pagerduty.stdout)["escalation policy of search"][0] == "FAIL"
 
     jira = cli("connectors", "check", "jira")
     assert jira.exit_code == 1
