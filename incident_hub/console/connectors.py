@@ -9,7 +9,8 @@ import typer
 
 from incident_hub.clock import utcnow
 from incident_hub.connectors.base import CheckResult, ConnectorError, Health
-from incident_hub.console.output import as_json, hub_session, table
+from incident_hub.console.output import as_json, table
+from incident_hub.console.session import hub_session
 from incident_hub.hub import Hub
 
 app = typer.Typer(help="Configured connectors and their vendors.", no_args_is_help=True)

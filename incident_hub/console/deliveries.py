@@ -8,7 +8,8 @@ from typing import Annotated
 import typer
 
 from incident_hub.console.errors import OperatorError
-from incident_hub.console.output import as_json, hub_session, table
+from incident_hub.console.output import as_json, table
+from incident_hub.console.session import hub_session
 from incident_hub.hub import Hub
 from incident_hub.sync.outbox import Delivery
 

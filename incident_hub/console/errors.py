@@ -15,7 +15,6 @@ from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.exc import ProgrammingError as SqlProgrammingError
 from typer import _click
 from typer.core import TyperGroup
 from typer.exceptions import TyperException
@@ -40,7 +39,7 @@ def ordinary_reason(error: BaseException) -> str | None:
         return error.detail
     if isinstance(error, ValidationError) and error.title == "Settings":
         return "; ".join(_setting(e) for e in error.errors())
-    if isinstance(error, OperationalError | SqlProgrammingError):
+    if isinstance(error, OperationalError):
         return _database_reason(error)
     if isinstance(error, sqlite3.OperationalError):
         return _sqlite_reason(str(error), _url_of(error))
@@ -57,15 +56,14 @@ def _setting(problem: ErrorDetails) -> str:
     return f"{name}: {problem['msg']}"
 
 
-def _database_reason(error: OperationalError | SqlProgrammingError) -> str | None:
+def _database_reason(error: OperationalError) -> str:
     message = str(error.orig) if error.orig is not None else str(error)
     first = message.strip().splitlines()[0] if message.strip() else type(error).__name__
     url = _url_of(error)
     if isinstance(error.orig, sqlite3.Error):
         return _sqlite_reason(first, url)
-    if isinstance(error, SqlProgrammingError):
-        return None
-    return f"database unreachable: {first}" + (f" ({url})" if url else "")
+    what = "database unreachable" if "connect" in first.lower() else "database refused"
+    return f"{what}: {first}" + (f" ({url})" if url else "")
 
 
 def _sqlite_reason(message: str, url: str | None) -> str:

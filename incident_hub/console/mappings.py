@@ -8,7 +8,8 @@ from typing import Annotated
 import typer
 
 from incident_hub.console.errors import OperatorError
-from incident_hub.console.output import as_json, hub_session
+from incident_hub.console.output import as_json
+from incident_hub.console.session import hub_session
 from incident_hub.mapping.store import MappingInvalid
 
 app = typer.Typer(help="Mapping documents (YAML), one versioned history per connector.", no_args_is_help=True)

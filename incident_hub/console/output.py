@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from typing import Any
 
 import typer
 from pydantic import BaseModel
-
-from incident_hub.hub import Hub
-from incident_hub.settings import get_settings
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
@@ -42,23 +38,3 @@ def _cell(value: Any) -> str:
     if hasattr(value, "isoformat"):
         return str(value.isoformat(timespec="seconds"))
     return " ".join(str(value).split())
-
-
-@contextmanager
-def hub_session() -> Iterator[Hub]:
-    """The hub on INCIDENT_HUB_DATABASE_URL, schema upgraded and the configuration file loaded, as `serve`
-    would have it; no background workers run. Clients and connections are closed after."""
-    hub = Hub(get_settings())
-    try:
-        hub.migrate()
-        yield hub
-    finally:
-        import asyncio
-
-        asyncio.run(_close(hub))
-
-
-async def _close(hub: Hub) -> None:
-    await hub.http.aclose()
-    await hub.connectors.close()
-    hub.db.dispose()
