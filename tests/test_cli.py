@@ -68,7 +68,7 @@ def test_apikey_list_shows_every_key_but_never_the_key_itself(cli: Cli) -> None:
     listed = cli("apikey", "list")
     assert listed.exit_code == 0
     assert key_id in listed.stdout and "ops-bot" in listed.stdout and "write" in listed.stdout
-    assert key not in listed.stdout and key.split("_")[2] not in listed.stdout
+    assert key not in listed.stdout and key.split("_", 2)[2] not in listed.stdout
 
     assert cli("apikey", "revoke", key_id).exit_code == 0
     (shown,) = json.loads(cli("apikey", "list", "--json").stdout)
