@@ -162,3 +162,17 @@ def test_a_closed_incident_refuses_to_move_and_says_how_to_reopen(api: TestClien
 
     reopened = api.put(status, json={"status": "INVESTIGATING", "reopen": True})
     assert reopened.status_code == 200 and reopened.json()["status"] == "INVESTIGATING"
+
+
+def test_malformed_json_mapping_change_is_a_400_saying_where(api: TestClient, hub: Hub) -> None:
+    from incident_hub.connectors.base import ConnectorConfig
+
+    options = {"from_email": "hub@example.com", "service_id": "PSERVICE"}
+    config = {"id": "pagerduty", "kind": "pagerduty", "base_url": "https://pd.invalid", "options": options}
+    hub.connectors.upsert(ConnectorConfig.model_validate(config))
+    answer = api.put(
+        "/api/v1/mappings/pagerduty",
+        content=b'{\n  "yaml": status: {}\n}',
+        headers={"Content-Type": "application/json"},
+    )
+    assert problem(answer, 400)["detail"] == "malformed JSON at line 2 column 11: expected value"

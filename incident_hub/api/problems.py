@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from incident_hub.errors import HubError
+from incident_hub.errors import HubError, MalformedJson
 from incident_hub.model import REOPEN_FROM_CLOSED, IllegalTransition, Status
 
 log = logging.getLogger(__name__)
@@ -56,7 +58,7 @@ def install(app: FastAPI) -> None:
     async def _invalid(request: Request, error: RequestValidationError) -> JSONResponse:
         malformed = _malformed_json(error)
         if malformed is not None:
-            return problem(400, "Malformed JSON", malformed, request)
+            return problem(malformed.status, malformed.title, malformed.detail, request)
         errors = [_clean(e) for e in error.errors()]
         unknown = [".".join(str(p) for p in e["loc"][1:]) for e in errors if e["type"] == "extra_forbidden"]
         if unknown:
@@ -75,8 +77,8 @@ def install(app: FastAPI) -> None:
         return problem(500, "Internal error", "the hub failed to handle this request; see its logs", request)
 
 
-def _malformed_json(error: RequestValidationError) -> str | None:
-    """ "malformed JSON at line L column C: <why>" when the body is not JSON at all, else None."""
+def _malformed_json(error: RequestValidationError) -> MalformedJson | None:
+    """The body was not JSON at all (FastAPI reports the character offset: we say line and column)."""
     found = next((e for e in error.errors() if e.get("type") == "json_invalid"), None)
     if found is None:
         return None
@@ -85,10 +87,22 @@ def _malformed_json(error: RequestValidationError) -> str | None:
     why = (found.get("ctx") or {}).get("error") or "not JSON"
     document = error.body if isinstance(error.body, str) else None
     if position is None or document is None:
-        return f"malformed JSON: {why}"
+        return MalformedJson(why)
     line = document.count("\n", 0, position) + 1
     column = position - (document.rfind("\n", 0, position) + 1) + 1
-    return f"malformed JSON at line {line} column {column}: {why}"
+    return MalformedJson(why, line, column)
+
+
+def malformed_json(error: ValidationError) -> MalformedJson | None:
+    """The same for a body the route parsed itself with pydantic (`model_validate_json`)."""
+    found = next((e for e in error.errors() if e["type"] == "json_invalid"), None)
+    if found is None:
+        return None
+    why = str((found.get("ctx") or {}).get("error") or found["msg"])
+    where = re.fullmatch(r"(.*) at line (\d+) column (\d+)", why)
+    if where is None:
+        return MalformedJson(why)
+    return MalformedJson(where[1], int(where[2]), int(where[3]))
 
 
 def _clean(error: Any) -> dict[str, Any]:
