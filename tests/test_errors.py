@@ -9,6 +9,7 @@ from typing import Any
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from incident_hub.connectors.base import ConnectorConfig
 from incident_hub.hub import Hub
 from incident_hub.store.tables import IncidentRow
 
@@ -165,8 +166,6 @@ def test_a_closed_incident_refuses_to_move_and_says_how_to_reopen(api: TestClien
 
 
 def test_malformed_json_mapping_change_is_a_400_saying_where(api: TestClient, hub: Hub) -> None:
-    from incident_hub.connectors.base import ConnectorConfig
-
     options = {"from_email": "hub@example.com", "service_id": "PSERVICE"}
     config = {"id": "pagerduty", "kind": "pagerduty", "base_url": "https://pd.invalid", "options": options}
     hub.connectors.upsert(ConnectorConfig.model_validate(config))
