@@ -58,7 +58,10 @@ class KeyValueFormatter(logging.Formatter):
 
 
 def _value(value: Any) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    if isinstance(value, list | tuple) and all(isinstance(v, str | int) for v in value):
+        text = ",".join(str(v) for v in value)
+    else:
+        text = value if isinstance(value, str) else json.dumps(value, default=str)
     if text and not any(c.isspace() or c in '"=' for c in text):
         return text
     return json.dumps(text)
