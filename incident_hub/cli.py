@@ -8,9 +8,17 @@ from typing import Annotated
 
 import typer
 
+from incident_hub import __version__
+from incident_hub.console import connectors as connectors_cli
+from incident_hub.console import deliveries as deliveries_cli
+from incident_hub.console import mappings as mappings_cli
+from incident_hub.console import reconcile as reconcile_cli
+from incident_hub.console.errors import OneLineErrors
+from incident_hub.console.output import as_json, table
 from incident_hub.settings import get_settings
 
 app = typer.Typer(
+    cls=OneLineErrors,
     help="incident-hub: one canonical record of every incident.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -19,6 +27,26 @@ db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 apikey_app = typer.Typer(help="API keys.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(apikey_app, name="apikey")
+app.add_typer(connectors_cli.app, name="connectors")
+app.add_typer(deliveries_cli.app, name="deliveries")
+app.add_typer(mappings_cli.app, name="mappings")
+app.add_typer(reconcile_cli.app, name="reconcile")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"incident-hub {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+) -> None:
+    """incident-hub: one canonical record of every incident."""
 
 
 @app.command()
@@ -83,6 +111,53 @@ def db_upgrade(revision: Annotated[str, typer.Argument(help="Target revision.")]
     typer.echo(f"database at revision {migrate.current_revision(db)}")
 
 
+@db_app.command("current")
+def db_current() -> None:
+    """Print the schema revision of the database and whether it is the newest this version knows."""
+    from incident_hub.store import migrate
+    from incident_hub.store.db import Database
+
+    db = Database(get_settings().resolved_database_url())
+    try:
+        current, head = migrate.current_revision(db), migrate.head_revision(db)
+    finally:
+        db.dispose()
+    if current == head:
+        typer.echo(f"database at revision {current} (head)")
+        return
+    typer.echo(
+        f"database at revision {current or 'none (empty)'}; head is {head}: run `incident-hub db upgrade`"
+    )
+    raise typer.Exit(1)
+
+
+@apikey_app.command("list")
+def apikey_list(
+    json_: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Every key issued: id, name, scopes, public prefix, created, revoked (never the key itself)."""
+    from incident_hub.api.auth import ApiKeys
+    from incident_hub.store import migrate
+    from incident_hub.store.db import Database
+
+    db = Database(get_settings().resolved_database_url())
+    try:
+        migrate.upgrade(db)
+        keys = ApiKeys(db).issued()
+    finally:
+        db.dispose()
+    if json_:
+        as_json([{**vars(k), "scopes": [s.value for s in k.scopes]} for k in keys])
+        return
+    table(
+        ["ID", "NAME", "SCOPES", "PREFIX", "CREATED", "REVOKED"],
+        [
+            [k.id, k.name, ",".join(s.value for s in k.scopes), k.prefix, k.created_at, k.revoked_at]
+            for k in keys
+        ],
+    )
+
+
 @apikey_app.command("create")
 def apikey_create(
     name: Annotated[str, typer.Option(help="Who or what uses the key.")],
@@ -110,40 +185,23 @@ def apikey_create(
 def apikey_revoke(key_id: str) -> None:
     """Revoke a key by id (replicas stop accepting it within INCIDENT_HUB_API_KEY_CACHE_SECONDS)."""
     from incident_hub.api.auth import ApiKeys
+    from incident_hub.console.errors import OperatorError
     from incident_hub.store.db import Database
 
     if not ApiKeys(Database(get_settings().resolved_database_url())).revoke(key_id):
-        raise typer.Exit(1)
+        raise OperatorError(f"no active API key {key_id} (see `incident-hub apikey list`)")
     typer.echo(f"revoked {key_id}")
 
 
 @app.command()
 def replay(
-    delivery_id: Annotated[
-        list[int] | None, typer.Argument(help="Dead deliveries to replay; none: all.")
-    ] = None,
+    delivery_id: Annotated[list[int] | None, typer.Argument(help="Dead deliveries to replay.")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Replay every dead delivery.")] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before replaying all.")] = False,
     send: Annotated[bool, typer.Option(help="Send them now, from this process.")] = False,
 ) -> None:
-    """Replay dead deliveries (a running hub sends them; `--send` sends them from here)."""
-    from incident_hub.hub import Hub
-
-    hub = Hub(get_settings())
-    ids = delivery_id or [d.id for d in hub.outbox.search(state="dead", limit=10_000)]
-    for one in ids:
-        hub.outbox.replay(one)
-        typer.echo(f"replaying delivery {one}")
-    if send and ids:
-        asyncio.run(_drain(hub))
-        for one in ids:
-            typer.echo(f"delivery {one}: {hub.outbox.get(one).state}")
-
-
-async def _drain(hub: object) -> None:
-    from incident_hub.hub import Hub
-
-    assert isinstance(hub, Hub)
-    await hub.dispatcher.drain()
-    await hub.stop()
+    """Same as `deliveries replay`: with no id, asks before replaying every dead delivery, or give --all."""
+    deliveries_cli.replay_dead(delivery_id or [], all_=all_, yes=yes, send=send)
 
 
 @app.command()
@@ -224,4 +282,4 @@ def demo() -> None:
 
 
 def main() -> None:
-    app()
+    app()  # ordinary mistakes become one line in `OneLineErrors`

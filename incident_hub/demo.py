@@ -3,11 +3,16 @@ incident walked through its life through the public API."""
 
 from __future__ import annotations
 
+import itertools
 import json
+import logging
 import secrets
+import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -16,8 +21,9 @@ import httpx
 
 from incident_hub.api.app import create_app
 from incident_hub.api.auth import Scope
-from incident_hub.demo_sync import run_sync
+from incident_hub.demo_sync import duration, run_sync
 from incident_hub.hub import Hub
+from incident_hub.logs import configure
 from incident_hub.serving import ServerThread, free_port
 from incident_hub.settings import Settings
 from incident_hub.signing import signature_matches
@@ -50,36 +56,63 @@ def _say(text: str) -> None:
     print(text, flush=True)
 
 
+@contextmanager
+def _logs_to(path: Path) -> Iterator[None]:
+    """The hub's and the servers' logs go to `path`, not between the demo's lines; put back after."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    with path.open("a", encoding="utf-8") as file:
+        configure("INFO", json_lines=False, stream=file)
+        try:
+            yield
+        finally:
+            root.handlers[:] = handlers
+            root.setLevel(level)
+
+
 def run() -> int:
     with tempfile.TemporaryDirectory(prefix="incident-hub-demo-") as tmp:
-        settings = Settings(data_dir=Path(tmp), dispatch_poll_seconds=0.1, log_json=False)
-        receiver = ThreadingHTTPServer(("127.0.0.1", free_port()), _Receiver)
-        threading.Thread(target=receiver.serve_forever, daemon=True).start()
-        app = create_app(settings)
-        hub: Hub = app.state.hub
-        try:
-            with ServerThread(app) as server:
-                key = hub.api_keys.create("demo", [Scope.ADMIN]).key
-                with httpx.Client(
-                    base_url=server.url, headers={"Authorization": f"Bearer {key}"}, timeout=10
-                ) as api:
-                    events_ok = _scenario(api, hub, f"http://127.0.0.1:{receiver.server_port}/events")
-                _say("\nPart 2: PagerDuty, Jira, ServiceNow and Opsgenie kept in step through the hub")
-                sync_ok = run_sync(hub, server.url, Path(tmp), _say)
-                _say("\ndemo " + ("passed" if events_ok and sync_ok else "FAILED"))
-                return 0 if events_ok and sync_ok else 1
-        finally:
-            receiver.shutdown()
+        log_file = Path(tmp) / "hub.log"
+        with _logs_to(log_file):
+            status = _run(Path(tmp))
+        if status != 0:
+            tail = log_file.read_text(encoding="utf-8").splitlines()[-30:]
+            print("\n".join(["hub log (last lines):", *tail]), file=sys.stderr)
+        return status
 
 
-def _scenario(api: httpx.Client, hub: Hub, receiver_url: str) -> bool:
-    _say("Part 1: the unified API, the lifecycle, and signed events to a subscriber")
-    _say(f"incident-hub demo: hub at {api.base_url}, SQLite at {hub.settings.resolved_database_url()}\n")
+def _run(tmp: Path) -> int:
+    steps = itertools.count(1)
+    _Receiver.received = []
+    settings = Settings(data_dir=tmp, dispatch_poll_seconds=0.1, log_json=False)
+    receiver = ThreadingHTTPServer(("127.0.0.1", free_port()), _Receiver)
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    app = create_app(settings)
+    hub: Hub = app.state.hub
+    try:
+        with ServerThread(app) as server:
+            key = hub.api_keys.create("demo", [Scope.ADMIN]).key
+            with httpx.Client(
+                base_url=server.url, headers={"Authorization": f"Bearer {key}"}, timeout=10
+            ) as api:
+                receiver_url = f"http://127.0.0.1:{receiver.server_port}/events"
+                events_ok = _scenario(api, hub, receiver_url, steps)
+            _say("\nPart 2: PagerDuty, Jira, ServiceNow and Opsgenie kept in step through the hub")
+            sync_ok = run_sync(hub, server.url, tmp, _say, first_step=next(steps))
+            _say("\ndemo " + ("passed" if events_ok and sync_ok else "FAILED"))
+            return 0 if events_ok and sync_ok else 1
+    finally:
+        receiver.shutdown()
+
+
+def _scenario(api: httpx.Client, hub: Hub, receiver_url: str, steps: Iterator[int]) -> bool:
+    _say(f"incident-hub demo: hub at {api.base_url}, SQLite at {hub.settings.resolved_database_url()}")
+    _say("\nPart 1: the unified API, the lifecycle, and signed events to a subscriber")
     api.post(
         "/api/v1/subscriptions",
         json={"url": receiver_url, "event_types": ["*"], "secret": SECRET, "name": "demo receiver"},
     ).raise_for_status()
-    _say("1. Subscribed a receiver to every event (signed with HMAC-SHA256).")
+    _say(f"{next(steps)}. Subscribed a receiver to every event (signed with HMAC-SHA256).")
 
     draft = {
         "title": "Checkout API returning 502s",
@@ -97,28 +130,32 @@ def _scenario(api: httpx.Client, hub: Hub, receiver_url: str) -> bool:
     created.raise_for_status()
     incident = created.json()
     _say(
-        f"2. Created {incident['number']} ({incident['severity']}, {incident['status']}), "
-        f"SLA deadline {incident['sla_deadline']}."
+        f"{next(steps)}. Created {incident['number']} ({incident['severity']}, {incident['status']}), "
+        f"SLA deadline {incident['sla_deadline'][:19]}Z."
     )
     again = api.post("/api/v1/incidents", json={**draft, "title": "Checkout 502s (second alert)"})
     _say(
-        f"3. Same dedup key again: HTTP {again.status_code}, deduplicated="
+        f"{next(steps)}. Same dedup key again: HTTP {again.status_code}, deduplicated="
         f"{again.headers.get('X-Incident-Hub-Deduplicated')}, same incident {again.json()['number']}."
     )
 
     path = f"/api/v1/incidents/{incident['id']}"
     etag = created.headers["ETag"]
+    _say(f"{next(steps)}. Alice walks {incident['number']} through its life (each move checks the ETag):")
     for status in ("ACKNOWLEDGED", "INVESTIGATING", "IDENTIFIED", "MONITORING", "RESOLVED", "CLOSED"):
         moved = api.put(
             f"{path}/status", json={"status": status, "author": "alice"}, headers={"If-Match": etag}
         )
         moved.raise_for_status()
         etag = moved.headers["ETag"]
-        _say(f"4. {incident['number']} → {status} (version {etag})")
+        _say(f"   → {status:<13} version {etag.strip(chr(34))}")
     stale = api.put(f"{path}/status", json={"status": "OPEN"}, headers={"If-Match": '"1"'})
-    _say(f"5. Update with a stale ETag: HTTP {stale.status_code} {stale.json()['detail']}")
+    _say(f"{next(steps)}. Update with a stale ETag: HTTP {stale.status_code} {stale.json()['detail']}")
     illegal = api.put(f"{path}/status", json={"status": "INVESTIGATING"})
-    _say(f"6. CLOSED → INVESTIGATING without reopen: HTTP {illegal.status_code}: {illegal.json()['detail']}")
+    _say(
+        f"{next(steps)}. CLOSED → INVESTIGATING without reopen: HTTP {illegal.status_code}: "
+        f"{illegal.json()['detail']}"
+    )
 
     other = api.post(
         "/api/v1/incidents",
@@ -128,13 +165,13 @@ def _scenario(api: httpx.Client, hub: Hub, receiver_url: str) -> bool:
         f"/api/v1/incidents/{other['id']}/escalate", json={"reason": "Spreading to checkout", "author": "bob"}
     )
     escalated.raise_for_status()
-    _say(f"7. Escalated {other['number']}: {escalated.json()['changes']}")
+    _say(f"{next(steps)}. Escalated {other['number']}: {escalated.json()['changes']}")
 
     expected = hub.outbox.search(state=None, limit=1000)
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline and len(_Receiver.received) < len(expected):
         time.sleep(0.05)
-    _say(f"\n8. The receiver got {len(_Receiver.received)} of {len(expected)} events:")
+    _say(f"\n{next(steps)}. The receiver got {len(_Receiver.received)} of {len(expected)} events:")
     for event in _Receiver.received:
         name = next(k for k in event if k not in ("event_id", "timestamp"))
         body = event[name]
@@ -154,5 +191,5 @@ def _summary(name: str, body: dict[str, Any]) -> str:
     if name == "incident_created":
         return f"{body['title']!r}, automated responses: {len(body['automated_responses'])}"
     if name == "incident_resolved":
-        return f"in {body['time_to_resolve_minutes']} min"
+        return f"in {duration(body['time_to_resolve_minutes'] * 60)}"
     return ""

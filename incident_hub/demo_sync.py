@@ -8,8 +8,10 @@ one write per change made elsewhere, and none for its own.
 
 from __future__ import annotations
 
+import itertools
+import textwrap
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -41,13 +43,30 @@ def _until_all(
     raise StepFailed(f"{what}: not seen in {missing} within {timeout:.0f} s")
 
 
-def run_sync(hub: Hub, hub_url: str, workdir: Path, say: Callable[[str], None]) -> bool:
-    """Run the four-way scenario against a running hub; True when every step arrived once everywhere."""
+def duration(seconds: float) -> str:
+    """A person's reading of a duration: seconds under a minute, minutes under an hour, else hours."""
+    if seconds < 60:
+        return f"{seconds:.2f} s" if seconds < 10 else f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def excerpt(text: str, width: int = 50) -> str:
+    """`text` on one line, at most `width` characters, cut between words (marked with …)."""
+    return textwrap.shorten(text, width=width, placeholder=" …")
+
+
+def run_sync(
+    hub: Hub, hub_url: str, workdir: Path, say: Callable[[str], None], *, first_step: int = 1
+) -> bool:
+    """Run the four-way scenario against a running hub, numbering its steps from `first_step`; True when
+    every step arrived once everywhere."""
     with ExitStack() as stack:
         world = connect(stack, hub, hub_url, workdir)
         say("\nPagerDuty, Jira, ServiceNow and Opsgenie sandboxes over HTTPS (throw-away CA)")
         try:
-            _scenario(hub, world, say)
+            _scenario(hub, world, say, itertools.count(first_step))
         except StepFailed as error:
             say(f"   FAILED: {error}")
             return False
@@ -65,11 +84,11 @@ def run_sync(hub: Hub, hub_url: str, workdir: Path, say: Callable[[str], None]) 
 def _report(step: str, timings: dict[str, float], shows: dict[str, str]) -> str:
     lines = [step]
     for name, ms in timings.items():
-        lines.append(f"   {LABELS[name]:<11} {shows[name]:<44} after {ms:6.0f} ms")
+        lines.append(f"   {LABELS[name]:<11} {shows[name]:<52} after {duration(ms / 1000):>7}")
     return "\n".join(lines)
 
 
-def _scenario(hub: Hub, world: World, say: Callable[[str], None]) -> None:
+def _scenario(hub: Hub, world: World, say: Callable[[str], None], steps: Iterator[int]) -> None:
     og, jira, sn, pd = world["opsgenie"], world["jira"], world["servicenow"], world["pagerduty"]
 
     def others(origin: Side) -> list[Side]:
@@ -81,14 +100,14 @@ def _scenario(hub: Hub, world: World, say: Callable[[str], None]) -> None:
     refs = {side.name: side.refs()[0] for side in others(og)} | {"opsgenie": alert}
     incident = next(i for i in hub.incidents.search().incidents if i.source == "opsgenie")
     shows = {name: world[name].describe(ref) for name, ref in refs.items()}
-    step = f"1. Opsgenie: Mia opens a P1 alert; hub {incident.number} {incident.severity.value}"
+    step = f"{next(steps)}. Opsgenie: Mia opens a P1 alert; hub {incident.number} {incident.severity.value}"
     say(_report(step, timings, shows))
 
     jira.acknowledge(refs["jira"])
     timings = _until_all("In Progress", others(jira), lambda side: side.status(refs[side.name]) == "working")
     say(
         _report(
-            "2. Jira: Mia moves the issue to In Progress",
+            f"{next(steps)}. Jira: Mia moves the issue to In Progress",
             timings,
             {name: world[name].vendor_status(refs[name]) for name in timings},
         )
@@ -98,9 +117,9 @@ def _scenario(hub: Hub, world: World, say: Callable[[str], None]) -> None:
     timings = _until_all("the comment", others(sn), lambda side: bool(side.notes(refs[side.name])))
     say(
         _report(
-            "3. ServiceNow: Beth adds a comment",
+            f"{next(steps)}. ServiceNow: Beth adds a comment",
             timings,
-            {n: f"'{world[n].notes(refs[n])[0][:40]}'" for n in timings},
+            {n: f"'{excerpt(world[n].notes(refs[n])[0])}'" for n in timings},
         )
     )
 
@@ -108,7 +127,7 @@ def _scenario(hub: Hub, world: World, say: Callable[[str], None]) -> None:
     timings = _until_all("resolved", others(pd), lambda side: side.status(refs[side.name]) == "resolved")
     say(
         _report(
-            "4. PagerDuty: the responder resolves",
+            f"{next(steps)}. PagerDuty: the responder resolves",
             timings,
             {name: world[name].vendor_status(refs[name]) for name in timings},
         )

@@ -35,3 +35,14 @@ class Conflict(HubError):
 class InvalidRequest(HubError):
     status = 422
     title = "Invalid request"
+
+
+class MalformedJson(HubError):
+    """A request body that is not JSON at all (a 400, unlike JSON of the wrong shape: 422)."""
+
+    status = 400
+    title = "Malformed JSON"
+
+    def __init__(self, why: str, line: int | None = None, column: int | None = None) -> None:
+        where = f" at line {line} column {column}" if line is not None else ""
+        super().__init__(f"malformed JSON{where}: {why}")

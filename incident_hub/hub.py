@@ -12,7 +12,8 @@ from prometheus_client import CollectorRegistry
 
 from incident_hub.api.auth import ApiKeys
 from incident_hub.audit import AuditLog
-from incident_hub.connectors.registry import ConnectorRegistry
+from incident_hub.connectors.base import ConnectorError
+from incident_hub.connectors.registry import ConnectorRegistry, unreadable_secrets
 from incident_hub.incidents import IncidentService
 from incident_hub.mapping.store import MappingStore
 from incident_hub.metrics import OutboxCollector
@@ -109,8 +110,34 @@ class Hub:
         if self._loop is not None and self._inbox_wakeup is not None:
             self._loop.call_soon_threadsafe(self._inbox_wakeup.set)
 
+    def log_configured_connectors(self) -> None:
+        """Say at start-up which connectors this hub syncs, which of them cannot read a credential, and
+        warn when there are none (every change would stay in the hub)."""
+        states = self.connectors.states()
+        if not states:
+            log.warning(
+                "no connectors configured: set INCIDENT_HUB_CONFIG to a connectors file "
+                "(docs/connectors.md) or add them with PUT /api/v1/connectors/{id}"
+            )
+            return
+        listed = ", ".join(
+            f"{s.config.id} ({s.config.kind}{'' if s.config.enabled else ', disabled'})" for s in states
+        )
+        log.info(f"connectors: {listed}", extra={"connectors": [s.config.id for s in states]})
+        for state in states:
+            try:
+                unreadable = unreadable_secrets(state.config)
+            except ConnectorError as error:
+                unreadable = str(error)
+            if unreadable is not None and state.config.enabled:
+                log.warning(
+                    "connector cannot read its credentials: its deliveries will fail",
+                    extra={"connector": state.config.id, "reason": unreadable},
+                )
+
     async def start(self) -> None:
         """Start the background workers (inbox, dispatcher, SLA watch, reconciler) on the running loop."""
+        await asyncio.to_thread(self.log_configured_connectors)
         self._stop = asyncio.Event()
         self._loop = asyncio.get_running_loop()
         self._inbox_wakeup = asyncio.Event()

@@ -1,13 +1,15 @@
-"""Structured logs: one JSON object per line, with the incident and delivery in context."""
+"""Structured logs: one JSON object (or one key=value line) per event, with the incident and delivery in
+context."""
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, TextIO
 
 from pythonjsonlogger.json import JsonFormatter
 
@@ -33,8 +35,41 @@ class _ContextFilter(logging.Filter):
         return True
 
 
-def configure(level: str = "INFO", *, json_lines: bool = True) -> None:
-    handler = logging.StreamHandler(sys.stderr)
+_STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
+
+
+class KeyValueFormatter(logging.Formatter):
+    """Plain-text lines with the same context as the JSON ones: `... message key=value key="two words"`."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        pairs = [
+            f"{key}={_value(value)}"
+            for key, value in record.__dict__.items()
+            if key not in _STANDARD and not key.startswith("_")
+        ]
+        if not pairs:
+            return line
+        head, newline, trace = line.partition("\n")  # a traceback stays below the line
+        return f"{head} {' '.join(pairs)}{newline}{trace}"
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, list | tuple) and all(isinstance(v, str | int) for v in value):
+        text = ",".join(str(v) for v in value)
+    else:
+        text = value if isinstance(value, str) else json.dumps(value, default=str)
+    if text and not any(c.isspace() or c in '"=' for c in text):
+        return text
+    return json.dumps(text)
+
+
+def configure(level: str = "INFO", *, json_lines: bool = True, stream: TextIO | None = None) -> None:
+    """Send every log record, with its context, to `stream` (default: stderr) as JSON or key=value lines."""
+    handler = logging.StreamHandler(stream or sys.stderr)
     if json_lines:
         handler.setFormatter(
             JsonFormatter(
@@ -44,7 +79,7 @@ def configure(level: str = "INFO", *, json_lines: bool = True) -> None:
             )
         )
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+        handler.setFormatter(KeyValueFormatter())
     handler.addFilter(_ContextFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]

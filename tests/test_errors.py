@@ -9,6 +9,7 @@ from typing import Any
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from incident_hub.connectors.base import ConnectorConfig
 from incident_hub.hub import Hub
 from incident_hub.store.tables import IncidentRow
 
@@ -120,7 +121,7 @@ def test_invalid_enum_is_422_naming_the_field(api: TestClient) -> None:
 
 def test_invalid_bodies_are_422_problems(api: TestClient, hub: Hub) -> None:
     malformed = api.post(INCIDENTS, content=b'{"title": ', headers={"Content-Type": "application/json"})
-    problem(malformed, 422)
+    problem(malformed, 400)
     body = problem(api.post(INCIDENTS, json={}), 422)
     assert "title" in body["detail"]
     problem(api.post(INCIDENTS, json={"title": ""}), 422)
@@ -138,3 +139,39 @@ def test_bad_query_parameters_are_422(api: TestClient) -> None:
     problem(api.get(INCIDENTS, params={"limit": 0}), 422)
     problem(api.get(INCIDENTS, params={"limit": 201}), 422)
     assert api.get(INCIDENTS, params={"limit": 200}).status_code == 200
+
+
+def test_malformed_json_is_a_400_saying_where(api: TestClient, hub: Hub) -> None:
+    body = b'{\n  "title": "Checkout down",\n  "severity": SEV1_CRITICAL\n}'
+    answer = api.post(INCIDENTS, content=body, headers={"Content-Type": "application/json"})
+    found = problem(answer, 400)
+    assert found["title"] == "Malformed JSON"
+    assert found["detail"] == "malformed JSON at line 3 column 15: Expecting value"
+    assert incident_count(hub) == 0
+
+
+def test_a_closed_incident_refuses_to_move_and_says_how_to_reopen(api: TestClient) -> None:
+    incident = api.post(INCIDENTS, json={"title": "Disk full"}).json()
+    status = f"{INCIDENTS}/{incident['id']}/status"
+    api.put(status, json={"status": "CLOSED"}).raise_for_status()
+
+    refused = problem(api.put(status, json={"status": "INVESTIGATING"}), 409)
+    assert '{"status": "INVESTIGATING", "reopen": true}' in refused["detail"]
+    assert refused["reopen_with"] == {"status": "INVESTIGATING", "reopen": True}
+    nowhere = problem(api.put(status, json={"status": "MONITORING"}), 409)
+    assert 'to OPEN or INVESTIGATING, with "reopen": true' in nowhere["detail"]
+
+    reopened = api.put(status, json={"status": "INVESTIGATING", "reopen": True})
+    assert reopened.status_code == 200 and reopened.json()["status"] == "INVESTIGATING"
+
+
+def test_malformed_json_mapping_change_is_a_400_saying_where(api: TestClient, hub: Hub) -> None:
+    options = {"from_email": "hub@example.com", "service_id": "PSERVICE"}
+    config = {"id": "pagerduty", "kind": "pagerduty", "base_url": "https://pd.invalid", "options": options}
+    hub.connectors.upsert(ConnectorConfig.model_validate(config))
+    answer = api.put(
+        "/api/v1/mappings/pagerduty",
+        content=b'{\n  "yaml": status: {}\n}',
+        headers={"Content-Type": "application/json"},
+    )
+    assert problem(answer, 400)["detail"] == "malformed JSON at line 2 column 11: expected value"

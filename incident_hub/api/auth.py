@@ -11,6 +11,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from typing import Annotated
 
@@ -61,6 +62,18 @@ class IssuedKey:
     key: str
 
 
+@dataclass(frozen=True)
+class KeyInfo:
+    """An issued key as an operator may see it: no hash, only the public prefix."""
+
+    id: str
+    name: str
+    prefix: str
+    scopes: list[Scope]
+    created_at: datetime
+    revoked_at: datetime | None
+
+
 def _hash(key: str) -> str:
     # Keys are 256-bit random strings, so a fast hash is enough: there is nothing to brute-force.
     return hashlib.sha256(key.encode()).hexdigest()
@@ -91,6 +104,22 @@ class ApiKeys:
                 )
             )
         return IssuedKey(key_id, name, scopes, key)
+
+    def issued(self) -> list[KeyInfo]:
+        """Every key ever issued, oldest first, without anything that could authenticate."""
+        with self.db.read() as session:
+            rows = session.scalars(select(ApiKeyRow).order_by(ApiKeyRow.created_at, ApiKeyRow.id))
+            return [
+                KeyInfo(
+                    id=r.id,
+                    name=r.name,
+                    prefix=r.prefix,
+                    scopes=[Scope(s) for s in r.scopes],
+                    created_at=r.created_at,
+                    revoked_at=r.revoked_at,
+                )
+                for r in rows
+            ]
 
     def revoke(self, key_id: str) -> bool:
         with self.db.write() as session:

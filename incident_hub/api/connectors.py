@@ -14,7 +14,7 @@ from sqlalchemy import select
 from incident_hub.api.auth import Admin, Reader
 from incident_hub.audit import actor_name
 from incident_hub.connectors.base import ConnectorConfig, ConnectorError, Health
-from incident_hub.connectors.registry import ConnectorState
+from incident_hub.connectors.registry import ConnectorState, unreadable_secrets
 from incident_hub.errors import Conflict, InvalidRequest, NotFound
 from incident_hub.hub import Hub
 from incident_hub.store.tables import InboxRow, UnmappedValueRow, WebhookRejectionRow
@@ -87,11 +87,15 @@ def get_connector(connector_id: str, request: Request, _: Reader) -> ConnectorVi
 
 @router.put("/api/v1/connectors/{connector_id}", response_model=ConnectorView)
 def put_connector(connector_id: str, config: ConnectorConfig, request: Request, who: Admin) -> ConnectorView:
-    """Add or change a connector. Credentials are given as `{"env": NAME}` or `{"file": PATH}`."""
+    """Add or change a connector. Credentials are given as `{"env": NAME}` or `{"file": PATH}`, and must
+    be readable by the hub now (422 names the one that is not), not only at the first push."""
     if config.id != connector_id:
         raise InvalidRequest(f"body id {config.id!r} differs from the path's {connector_id!r}")
     hub = _hub(request)
     try:
+        unreadable = unreadable_secrets(config)
+        if unreadable is not None:
+            raise InvalidRequest(f"connector {connector_id}: {unreadable}")
         view = _view(hub.connectors.upsert(config))
     except ConnectorError as error:
         raise InvalidRequest(str(error)) from error

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Body, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from incident_hub.api.auth import Admin, Principal, Reader
+from incident_hub.api.problems import malformed_json
 from incident_hub.audit import actor_name
 from incident_hub.errors import InvalidRequest
 from incident_hub.hub import Hub
@@ -86,6 +87,9 @@ async def _change(request: Request) -> MappingChange:
     try:
         return MappingChange.model_validate_json(raw)
     except ValidationError as error:
+        malformed = malformed_json(error)
+        if malformed is not None:
+            raise malformed from None
         raise InvalidRequest(
             f"the body is neither YAML (with a YAML content type) nor a mapping change: {error}"
         ) from None

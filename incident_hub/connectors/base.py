@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from incident_hub.mapping.document import MappingDocument, default_for
 from incident_hub.model import ExternalRef, Incident, Severity
+from incident_hub.sync.retry import DeliveryError
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +134,14 @@ class Health(BaseModel):
     latency_ms: float | None = None
 
 
+class CheckResult(BaseModel):
+    """One thing `connectors check` proved or could not prove, in words an operator can act on."""
+
+    name: str = Field(examples=["auth"], description="credentials, auth, service, project, webhook, ...")
+    ok: bool | None = Field(description="None: not checked (the vendor cannot be asked).")
+    detail: str
+
+
 class Routing(BaseModel):
     """Which incidents go to this connector; empty lists mean all."""
 
@@ -167,6 +176,33 @@ class Secret(BaseModel):
             except OSError as error:
                 raise ConnectorError(f"cannot read secret file {self.file}: {error.strerror}") from None
         raise ConnectorError("a secret needs `env` or `file`")
+
+
+def secret_references(config: ConnectorConfig, options: BaseModel | None = None) -> dict[str, Secret]:
+    """Every credential the connector reads, by name (`credentials`, `webhook_secret`, `options.<field>`)."""
+    found: dict[str, Secret] = {}
+    if config.credentials is not None:
+        found["credentials"] = config.credentials
+    if config.webhook_secret is not None:
+        found["webhook_secret"] = config.webhook_secret
+    if options is not None:
+        for name in type(options).model_fields:
+            value = getattr(options, name)
+            if isinstance(value, Secret):
+                found[f"options.{name}"] = value
+    return found
+
+
+def secret_problems(config: ConnectorConfig, options: BaseModel | None = None) -> dict[str, str | None]:
+    """Each credential's name -> why it cannot be read (None: readable). Values are never returned."""
+    problems: dict[str, str | None] = {}
+    for name, secret in secret_references(config, options).items():
+        try:
+            secret.read()
+            problems[name] = None
+        except ConnectorError as error:
+            problems[name] = str(error)
+    return problems
 
 
 class ConnectorConfig(BaseModel):
@@ -283,6 +319,42 @@ class Connector(ABC):
     @abstractmethod
     async def health(self) -> Health:
         """Call the vendor with the configured credentials."""
+
+    async def check(self) -> list[CheckResult]:
+        """Everything an operator can verify about this configuration, one result per thing: every
+        credential readable, the vendor accepting them (`health()`), then what `check_target()` and
+        `check_webhook()` add. Never raises for a vendor or configuration failure: it reports it."""
+        results = [
+            CheckResult(name=name, ok=problem is None, detail=problem or "readable")
+            for name, problem in secret_problems(self.config, self.options).items()
+        ]
+        if any(r.ok is False for r in results):
+            results.append(CheckResult(name="auth", ok=False, detail="not tried: a credential is unreadable"))
+            return results
+        try:
+            health = await self.health()
+        except (ConnectorError, DeliveryError) as error:
+            health = Health(ok=False, detail=str(error))
+        results.append(CheckResult(name="auth", ok=health.ok, detail=health.detail))
+        if health.ok:
+            try:
+                results += await self.check_target()
+            except (ConnectorError, DeliveryError) as error:
+                results.append(CheckResult(name="target", ok=False, detail=str(error)))
+        results.append(await self.check_webhook())
+        return results
+
+    async def check_target(self) -> list[CheckResult]:
+        """That the configured vendor objects (service, project, table, ...) exist and can be used."""
+        return []
+
+    async def check_webhook(self) -> CheckResult:
+        """Whether the vendor's webhook to the hub is set up, where the vendor's API can be asked."""
+        return CheckResult(
+            name="webhook",
+            ok=None,
+            detail=f"not checked: the {self.kind} API cannot say where its webhooks go",
+        )
 
     def default_mapping(self) -> MappingDocument:
         """The vendor's shipped default, with this connector's option-driven tweaks (a connector whose

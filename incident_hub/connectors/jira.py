@@ -54,6 +54,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from incident_hub.connectors.base import (
     ChangeKind,
+    CheckResult,
     Connector,
     ConnectorConfig,
     ConnectorError,
@@ -598,6 +599,29 @@ class JiraConnector(Connector):
             detail=f"Jira REST API v3 answers; signed in as {me.get('displayName')} ({account})",
             latency_ms=elapsed,
         )
+
+    async def check_target(self) -> list[CheckResult]:
+        """The project new issues open in exists, and has the configured issue type."""
+        key = self.options.project_key
+        try:
+            project = await self.run_blocking(self._call, self.client().project, key)
+        except DeliveryError as error:
+            return [CheckResult(name="project", ok=False, detail=f"{key}: {error}")]
+        results = [CheckResult(name="project", ok=True, detail=f"{key} ({project.name}) exists")]
+        types = [t.name for t in getattr(project, "issueTypes", [])]
+        if self.options.issue_type in types:
+            results.append(
+                CheckResult(name="issue type", ok=True, detail=f"{self.options.issue_type} exists")
+            )
+        else:
+            results.append(
+                CheckResult(
+                    name="issue type",
+                    ok=False,
+                    detail=f"{key} has no issue type {self.options.issue_type!r}; it has: {', '.join(types)}",
+                )
+            )
+        return results
 
 
 # ---- values ---------------------------------------------------------------------------------------------

@@ -34,6 +34,7 @@ from pydantic import BaseModel, Field
 
 from incident_hub.connectors.base import (
     ChangeKind,
+    CheckResult,
     Connector,
     ConnectorConfig,
     ConnectorError,
@@ -49,7 +50,12 @@ from incident_hub.connectors.base import (
 from incident_hub.mapping.document import MappingDocument, default_for
 from incident_hub.model import ExternalRef, Incident
 from incident_hub.signing import signature_matches
-from incident_hub.sync.retry import PermanentDeliveryError, RetryableDeliveryError, raise_for_status
+from incident_hub.sync.retry import (
+    DeliveryError,
+    PermanentDeliveryError,
+    RetryableDeliveryError,
+    raise_for_status,
+)
 
 log = logging.getLogger(__name__)
 
@@ -563,6 +569,26 @@ class PagerDutyConnector(Connector):
             return Health(ok=False, detail=str(error))
         elapsed = (datetime.now(UTC) - started).total_seconds() * 1000
         return Health(ok=True, detail="PagerDuty REST API answers", latency_ms=round(elapsed, 1))
+
+    async def check_target(self) -> list[CheckResult]:
+        """The service new incidents open on, and each escalation policy teams are handed to, exist."""
+        if self.options.mode == "events" and self.config.credentials is None:
+            return [CheckResult(name="service", ok=None, detail="not checked: events mode has no REST token")]
+        wanted = [("service", "services", "service", self.options.service_id)] + [
+            (f"escalation policy of {team}", "escalation_policies", "escalation_policy", policy)
+            for team, policy in sorted(self.options.escalation_policies.items())
+        ]
+        results = []
+        for name, path, key, object_id in wanted:
+            try:
+                found = (await self._acall("GET", f"/{path}/{object_id}"))[key]
+            except DeliveryError as error:
+                results.append(CheckResult(name=name, ok=False, detail=f"{object_id}: {error}"))
+                continue
+            results.append(
+                CheckResult(name=name, ok=True, detail=f"{object_id} ({found.get('name')}) exists")
+            )
+        return results
 
 
 @contextmanager

@@ -17,7 +17,13 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from sqlalchemy import select
 
 from incident_hub.clock import utcnow
-from incident_hub.connectors.base import Connector, ConnectorConfig, ConnectorError, build
+from incident_hub.connectors.base import (
+    Connector,
+    ConnectorConfig,
+    ConnectorError,
+    build,
+    secret_problems,
+)
 from incident_hub.errors import InvalidRequest, NotFound
 from incident_hub.events import invalidate_targets
 from incident_hub.mapping.document import MappingDocument
@@ -228,6 +234,13 @@ class ConnectorRegistry:
             self._retired = []
         for instance in instances:
             await instance.close()
+
+
+def unreadable_secrets(config: ConnectorConfig) -> str | None:
+    """Which of the connector's credentials cannot be read and why, as one phrase; None if all can."""
+    problems = secret_problems(config, build(config).options)
+    failing = [f"{name}: {problem}" for name, problem in problems.items() if problem is not None]
+    return "; ".join(failing) or None
 
 
 def _state(row: ConnectorRow) -> ConnectorState:

@@ -48,6 +48,7 @@ from pysnc.asyncio import AsyncServiceNowClient
 
 from incident_hub.connectors.base import (
     ChangeKind,
+    CheckResult,
     Connector,
     ConnectorConfig,
     ConnectorError,
@@ -557,6 +558,38 @@ class ServiceNowConnector(Connector):
             detail=f"ServiceNow Table API answers; signed in as {self.options.username}",
             latency_ms=elapsed,
         )
+
+    async def check_target(self) -> list[CheckResult]:
+        """The incident table can be read, and each configured assignment group exists."""
+
+        async def readable() -> bool:
+            record = await self._record()
+            await record.query()
+            return True
+
+        try:
+            await self._call(readable)
+            results = [CheckResult(name="table", ok=True, detail=f"{TABLE} table readable")]
+        except DeliveryError as error:
+            results = [CheckResult(name="table", ok=False, detail=f"{TABLE}: {error}")]
+        for team, sys_id in sorted(self.options.assignment_groups.items()):
+
+            async def group(sys_id: str = sys_id) -> bool:
+                found = await self.client().GlideRecord("sys_user_group", batch_size=1)
+                found.fields = ["sys_id", "name"]
+                found.add_query("sys_id", sys_id)
+                await found.query()
+                return bool(await found.next())
+
+            name = f"assignment group of {team}"
+            try:
+                exists = await self._call(group)
+            except DeliveryError as error:
+                results.append(CheckResult(name=name, ok=False, detail=f"{sys_id}: {error}"))
+                continue
+            detail = f"{sys_id} exists" if exists else f"no sys_user_group {sys_id}"
+            results.append(CheckResult(name=name, ok=exists, detail=detail))
+        return results
 
 
 # ---- values ---------------------------------------------------------------------------------------------

@@ -52,10 +52,22 @@ class Database:
         self.engine.dispose()
 
 
+class DataDirectoryUnusable(Exception):
+    """The SQLite file's directory cannot be created (read-only file system, no permission)."""
+
+
 def _sqlite_engine(url: str) -> Engine:
-    database = make_url(url).database
-    if database and database != ":memory:":
-        Path(database).parent.mkdir(parents=True, exist_ok=True)
+    parsed = make_url(url)
+    database = parsed.database
+    # A `file:` URI (`?uri=true`, e.g. `mode=ro`) names its file itself; SQLite reports what is wrong.
+    if database and database != ":memory:" and not parsed.query.get("uri"):
+        directory = Path(database).parent
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise DataDirectoryUnusable(
+                f"cannot create the data directory {directory}: {error.strerror or error}"
+            ) from error
     engine = create_engine(
         url, connect_args={"timeout": 30, "check_same_thread": False}, pool_size=20, max_overflow=20
     )

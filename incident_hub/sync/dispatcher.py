@@ -280,11 +280,14 @@ class Dispatcher:
     # ---- sending ------------------------------------------------------------------------------------
 
     async def _process(self, delivery: ClaimedDelivery) -> None:
+        # Deliveries to a connector name it as `connector`, like the inbox and the reconciler do.
+        connector = {"connector": delivery.target_id} if delivery.target_kind == "connector" else {}
         with log_context(
             delivery_id=delivery.id,
             event_id=delivery.event_id,
             incident_id=delivery.ordering_key,
             target=f"{delivery.target_kind}:{delivery.target_id}",
+            **connector,
         ):
             async with self._slots:
                 try:
