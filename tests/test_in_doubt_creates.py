@@ -1,0 +1,117 @@
+"""A create whose outcome is unknown never makes a second vendor object.
+
+Each vendor sandbox holds a create past the connector's client timeout and applies it later (a busy
+ServiceNow commits the record 40 s on), or swallows it. The hub then looks for the object on the
+connector's in-doubt schedule and creates again only when the whole window has passed with nothing found.
+Times are scaled down: client timeout 1 s, lands after 2 s, looks 0.5 + 0.5 + 1 + 1 s apart.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from incident_hub.api.app import create_app
+from incident_hub.api.auth import Scope
+from incident_hub.hub import Hub
+from incident_hub.sandbox.common import LedgerEntry
+from incident_hub.sandbox.world import VENDORS, Side, connect
+from incident_hub.serving import ServerThread
+from tests.conftest import key_for, test_settings
+from tests.support import settle, wait_until
+
+SCHEDULE = [0.5, 0.5, 1.0, 1.0]
+WINDOW = sum(SCHEDULE)
+LANDS_AFTER = 2.0
+FAST = {"timeout_seconds": 1.0, "in_doubt_schedule_seconds": SCHEDULE}
+
+
+@contextmanager
+def running(
+    database_url: str, tmp_path: Path, vendor: str, **connector: Any
+) -> Iterator[tuple[Hub, httpx.Client, Side]]:
+    app = create_app(test_settings(database_url, tmp_path, inbox_poll_seconds=0.05))
+    hub: Hub = app.state.hub
+    with ExitStack() as stack:
+        server = stack.enter_context(ServerThread(app))
+        api = stack.enter_context(
+            httpx.Client(base_url=server.url, headers=key_for(hub, Scope.ADMIN), timeout=10)
+        )
+        world = connect(stack, hub, server.url, tmp_path / "sandboxes", (vendor,), {**FAST, **connector})
+        side = world[vendor]
+        side.sandbox.state.knobs.create_lands_after_seconds = LANDS_AFTER
+        yield hub, api, side
+
+
+def creates(side: Side) -> list[LedgerEntry]:
+    """The create calls the vendor received, whatever became of them."""
+    call = side.sandbox.state.create_call
+    assert call is not None
+    return [e for e in side.ledger.entries(direction="in", method=call[0]) if re.fullmatch(call[1], e.path)]
+
+
+def connector_delivery(api: httpx.Client, incident_id: str, vendor: str) -> dict[str, Any]:
+    listed = api.get("/api/v1/deliveries", params={"target_kind": "connector"}).json()
+    first = next(d for d in listed if d["incident_id"] == incident_id and d["target_id"] == vendor)
+    found: dict[str, Any] = api.get(f"/api/v1/deliveries/{first['id']}").json()
+    return found
+
+
+def links(api: httpx.Client, incident_id: str, vendor: str) -> list[dict[str, Any]]:
+    incident = api.get(f"/api/v1/incidents/{incident_id}").json()
+    return [r for r in incident["external_refs"] if r["connector_id"] == vendor]
+
+
+@pytest.mark.parametrize("vendor", VENDORS)
+def test_a_create_answered_after_the_client_timeout_makes_one_vendor_object(
+    vendor: str, database_url: str, tmp_path: Path
+) -> None:
+    with running(database_url, tmp_path, vendor) as (hub, api, side):
+        side.sandbox.state.knobs.slow_creates = 1
+        incident = api.post("/api/v1/incidents", json={"title": f"Slow {vendor} create"}).json()
+        wait_until(lambda: links(api, incident["id"], vendor), timeout=20)
+        # The held create has landed by now, whatever the hub did meanwhile.
+        wait_until(lambda: any(e.note == "landed late" for e in creates(side)), timeout=20)
+        settle(hub, [side.ledger])
+
+        assert len(side.refs()) == 1, side.refs()
+        (link,) = links(api, incident["id"], vendor)
+        assert link["external_id"] in side.refs()
+        landed = [e for e in creates(side) if (e.status or 500) < 400]
+        assert len(landed) == 1, [(e.status, e.note) for e in creates(side)]
+        delivery = connector_delivery(api, incident["id"], vendor)
+        assert delivery["state"] == "delivered"
+        doubt = delivery["in_doubt"]
+        assert doubt is not None and doubt["outcome"] in ("found", "linked"), doubt
+        span = datetime.fromisoformat(doubt["until"]) - datetime.fromisoformat(doubt["since"])
+        assert span.total_seconds() == pytest.approx(WINDOW)
+
+
+@pytest.mark.parametrize("vendor", VENDORS)
+def test_a_create_that_never_lands_is_made_once_more_after_the_window(
+    vendor: str, database_url: str, tmp_path: Path
+) -> None:
+    with running(database_url, tmp_path, vendor) as (hub, api, side):
+        side.sandbox.state.knobs.swallowed_creates = 1
+        incident = api.post("/api/v1/incidents", json={"title": f"Lost {vendor} create"}).json()
+        wait_until(lambda: links(api, incident["id"], vendor), timeout=20)
+        settle(hub, [side.ledger])
+
+        assert len(side.refs()) == 1, side.refs()
+        calls = creates(side)
+        assert [e.note for e in calls] == ["swallowed", None], [(e.status, e.note) for e in calls]
+        delivery = connector_delivery(api, incident["id"], vendor)
+        doubt = delivery["in_doubt"]
+        assert doubt["outcome"] == "created again"
+        assert [look["outcome"] for look in doubt["looks"]] == ["nothing"] * len(SCHEDULE)
+        # Created again only once the whole window had passed.
+        assert calls[1].at >= datetime.fromisoformat(doubt["until"])
+        assert delivery["state"] == "delivered"
+        assert delivery["attempts"] <= 1  # looking spent none of the retry budget
