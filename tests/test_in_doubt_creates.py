@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +20,12 @@ import pytest
 
 from incident_hub.api.app import create_app
 from incident_hub.api.auth import Scope
+from incident_hub.connectors.jira import HUB_LABEL_PREFIX
 from incident_hub.hub import Hub
 from incident_hub.sandbox.common import LedgerEntry
-from incident_hub.sandbox.world import VENDORS, Side, connect
+from incident_hub.sandbox.jira import HUMAN_ACCOUNT_ID
+from incident_hub.sandbox.jira.issues import create_issue
+from incident_hub.sandbox.world import VENDORS, JiraSide, PagerDutySide, ServiceNowSide, Side, connect
 from incident_hub.serving import ServerThread
 from tests.conftest import key_for, test_settings
 from tests.support import settle, wait_until
@@ -115,3 +118,93 @@ def test_a_create_that_never_lands_is_made_once_more_after_the_window(
         assert calls[1].at >= datetime.fromisoformat(doubt["until"])
         assert delivery["state"] == "delivered"
         assert delivery["attempts"] <= 1  # looking spent none of the retry budget
+
+
+def plant(side: Side, hub_id: str, title: str, age: timedelta) -> str:
+    """A vendor object carrying the hub's id, made by a person (or another integration) `age` ago; its
+    vendor id. Webhooks are off in these tests: only the hub's looks see the objects."""
+    if isinstance(side, ServiceNowSide):
+        body = {"actor": side.person, "short_description": title, "correlation_id": hub_id}
+        sys_id = str(side.ui.post("/incidents", json=body).raise_for_status().json()["result"]["sys_id"])
+        with side.state.lock:
+            record = side.state.tables["incident"][sys_id]
+            record["sys_created_on"] = (datetime.now(UTC) - age).strftime("%Y-%m-%d %H:%M:%S")
+        return sys_id
+    if isinstance(side, PagerDutySide):
+        body = {"title": title, "urgency": "high", "incident_key": f"incident-hub/{hub_id}"}
+        incident_id = str(side.ui.post("/incidents", json=body).raise_for_status().json()["incident"]["id"])
+        with side.state.lock:
+            side.state.incidents[incident_id].created_at -= age
+        return incident_id
+    assert isinstance(side, JiraSide)
+    fields = {
+        "project": {"key": "OPS"},
+        "issuetype": {"name": "Incident"},
+        "summary": title,
+        "labels": [f"{HUB_LABEL_PREFIX}{hub_id}"],
+    }
+    with side.state.lock:
+        issue, _ = create_issue(side.state, fields, side.state.users[HUMAN_ACCOUNT_ID])
+        issue.created -= age
+    return issue.id
+
+
+def touched(side: Side, external_id: str) -> list[LedgerEntry]:
+    """Writes the vendor received for one object."""
+    return [e for e in side.ledger.writes() if external_id in e.path]
+
+
+@pytest.mark.parametrize("vendor", ["pagerduty", "jira", "servicenow"])
+def test_two_objects_with_the_hub_id_link_the_oldest_and_record_the_other_as_a_duplicate(
+    vendor: str, database_url: str, tmp_path: Path
+) -> None:
+    with running(database_url, tmp_path, vendor, in_doubt_schedule_seconds=[1.5, 1.0]) as (hub, api, side):
+        knobs = side.sandbox.state.knobs
+        knobs.webhooks_enabled, knobs.swallowed_creates = False, 1
+        incident = api.post("/api/v1/incidents", json={"title": f"Twice in {vendor}"}).json()
+        wait_until(lambda: connector_delivery(api, incident["id"], vendor)["in_doubt"], timeout=10)
+        older = plant(side, incident["id"], "Made by hand an hour ago", timedelta(hours=1))
+        if isinstance(side, PagerDutySide):
+            side.resolve(older)  # PagerDuty keeps one open incident per key
+        newer = plant(side, incident["id"], "Made by another integration", timedelta(minutes=1))
+        wait_until(lambda: links(api, incident["id"], vendor), timeout=20)
+        settle(hub, [side.ledger])
+
+        (link,) = links(api, incident["id"], vendor)
+        assert link["external_id"] == older
+        (duplicate,) = api.get("/api/v1/duplicates", params={"incident_id": incident["id"]}).json()
+        assert (duplicate["external_id"], duplicate["kept_external_id"]) == (newer, older)
+        assert duplicate["found_by"] == "push" and duplicate["cancelled_at"] is None
+        assert touched(side, newer) == []
+        assert [e.note for e in creates(side)] == ["swallowed"]  # found: no create again
+        assert connector_delivery(api, incident["id"], vendor)["in_doubt"]["outcome"] == "found"
+
+        # Later changes go to the kept object only.
+        path = f"/api/v1/incidents/{incident['id']}/status"
+        api.put(path, json={"status": "ACKNOWLEDGED", "author": "alice"}).raise_for_status()
+        settle(hub, [side.ledger])
+        assert touched(side, newer) == []
+        assert side.status(older) == "working" or isinstance(side, PagerDutySide)
+
+
+def test_servicenow_cancels_a_duplicate_naming_the_kept_incident_when_configured(
+    database_url: str, tmp_path: Path
+) -> None:
+    settings = {"in_doubt_schedule_seconds": [1.5, 1.0], "cancel_duplicates": True}
+    with running(database_url, tmp_path, "servicenow", **settings) as (hub, api, side):
+        assert isinstance(side, ServiceNowSide)
+        knobs = side.sandbox.state.knobs
+        knobs.webhooks_enabled, knobs.swallowed_creates = False, 1
+        incident = api.post("/api/v1/incidents", json={"title": "Twice, cancel one"}).json()
+        wait_until(lambda: connector_delivery(api, incident["id"], "servicenow")["in_doubt"], timeout=10)
+        older = plant(side, incident["id"], "First", timedelta(hours=1))
+        newer = plant(side, incident["id"], "Second", timedelta(minutes=1))
+        wait_until(lambda: links(api, incident["id"], "servicenow"), timeout=20)
+        settle(hub, [side.ledger])
+
+        (duplicate,) = api.get("/api/v1/duplicates", params={"incident_id": incident["id"]}).json()
+        assert duplicate["external_id"] == newer and duplicate["cancelled_at"] is not None
+        assert side.vendor_status(newer) == "state 8 Canceled"
+        number = side.state.record("incident", older)["number"]
+        assert any(number in note for note in side.notes(newer))
+        assert side.status(older) == "open"

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from pydantic import BaseModel, Field
 from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -33,6 +34,58 @@ log = logging.getLogger(__name__)
 
 FOUND, LINKED, CREATED = "found", "linked", "created again"
 _NEVER = datetime.max.replace(tzinfo=UTC)
+
+
+class Duplicate(BaseModel):
+    """A vendor object carrying an incident's id beside the one the incident is linked to."""
+
+    id: int
+    connector_id: str
+    incident_id: str
+    external_id: str
+    external_key: str | None
+    url: str | None
+    kept_external_id: str = Field(description="The object the incident stays linked to (the oldest).")
+    vendor_created_at: datetime | None
+    found_at: datetime
+    found_by: str = Field(description="push (a look before a create), webhook or reconciler.")
+    cancelled_at: datetime | None = Field(description="When the hub cancelled it (`cancel_duplicates`).")
+    cancel_error: str | None
+
+
+def list_duplicates(
+    db: Database,
+    *,
+    connector_id: str | None = None,
+    incident_id: str | None = None,
+    after_id: int | None = None,
+    limit: int = 100,
+) -> list[Duplicate]:
+    query = select(DuplicateRow).order_by(DuplicateRow.id).limit(limit)
+    if connector_id is not None:
+        query = query.where(DuplicateRow.connector_id == connector_id)
+    if incident_id is not None:
+        query = query.where(DuplicateRow.incident_id == incident_id)
+    if after_id is not None:
+        query = query.where(DuplicateRow.id > after_id)
+    with db.read() as session:
+        return [
+            Duplicate(
+                id=row.id,
+                connector_id=row.connector_id,
+                incident_id=row.incident_id,
+                external_id=row.external_id,
+                external_key=row.external_key,
+                url=row.url,
+                kept_external_id=row.kept_external_id,
+                vendor_created_at=row.vendor_created_at,
+                found_at=row.found_at,
+                found_by=row.found_by,
+                cancelled_at=row.cancelled_at,
+                cancel_error=row.cancel_error,
+            )
+            for row in session.scalars(query)
+        ]
 
 
 @dataclass(frozen=True)
