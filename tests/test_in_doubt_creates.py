@@ -208,3 +208,84 @@ def test_servicenow_cancels_a_duplicate_naming_the_kept_incident_when_configured
         number = side.state.record("incident", older)["number"]
         assert any(number in note for note in side.notes(newer))
         assert side.status(older) == "open"
+
+
+def test_a_second_servicenow_incident_seen_by_webhook_is_recorded_as_a_duplicate_and_never_written(
+    database_url: str, tmp_path: Path
+) -> None:
+    with running(database_url, tmp_path, "servicenow") as (hub, api, side):
+        assert isinstance(side, ServiceNowSide)
+        incident = api.post("/api/v1/incidents", json={"title": "Copied by hand"}).json()
+        (link,) = wait_until(lambda: links(api, incident["id"], "servicenow"), timeout=20)
+        settle(hub, [side.ledger])
+        body = {"actor": side.person, "short_description": "Copy", "correlation_id": incident["id"]}
+        second = side.ui.post("/incidents", json=body).raise_for_status().json()["result"]["sys_id"]
+
+        (duplicate,) = wait_until(lambda: api.get("/api/v1/duplicates").json(), timeout=10)
+        assert (duplicate["external_id"], duplicate["kept_external_id"]) == (second, link["external_id"])
+        assert duplicate["found_by"] == "webhook"
+        path = f"/api/v1/incidents/{incident['id']}/status"
+        api.put(path, json={"status": "ACKNOWLEDGED", "author": "alice"}).raise_for_status()
+        settle(hub, [side.ledger])
+        assert side.status(link["external_id"]) == "working"
+        assert touched(side, second) == []
+        assert [r["external_id"] for r in links(api, incident["id"], "servicenow")] == [link["external_id"]]
+
+
+def test_later_changes_wait_behind_a_delivery_in_doubt_and_then_go_out_in_order(
+    database_url: str, tmp_path: Path
+) -> None:
+    with running(database_url, tmp_path, "servicenow") as (hub, api, side):
+        side.sandbox.state.knobs.slow_creates = 1
+        incident = api.post("/api/v1/incidents", json={"title": "Slow, then busy"}).json()
+        wait_until(lambda: connector_delivery(api, incident["id"], "servicenow")["in_doubt"], timeout=10)
+        path = f"/api/v1/incidents/{incident['id']}"
+        api.put(f"{path}/status", json={"status": "ACKNOWLEDGED", "author": "alice"}).raise_for_status()
+        api.post(f"{path}/timeline", json={"message": "Paging the DBA", "author": "alice"}).raise_for_status()
+
+        listed = api.get("/api/v1/deliveries", params={"target_kind": "connector"}).json()
+        first, *later = [d for d in listed if d["incident_id"] == incident["id"]]
+        assert len(later) == 2
+        assert first["in_doubt"]["outcome"] is None  # still looking
+        assert all(d["state"] == "pending" and d["attempts"] == 0 for d in later)
+        wait_until(lambda: any(e.note == "landed late" for e in creates(side)), timeout=20)
+        wait_until(lambda: links(api, incident["id"], "servicenow"), timeout=20)
+        settle(hub, [side.ledger])
+
+        (ref,) = side.refs()
+        assert side.status(ref) == "working" and side.notes(ref)[-1].endswith("Paging the DBA")
+        done = [api.get(f"/api/v1/deliveries/{d['id']}").json() for d in (first, *later)]
+        assert [d["state"] for d in done] == ["delivered"] * 3
+        stamps = [d["delivered_at"] for d in done]
+        assert stamps == sorted(stamps)
+        writes = [e for e in side.ledger.writes() if e.note != "landed late"]
+        assert all(e.method != "POST" or "/incident/" in e.path for e in writes)  # no second create
+
+
+def test_a_delivery_in_doubt_resumes_its_looks_after_a_restart(database_url: str, tmp_path: Path) -> None:
+    settings = test_settings(database_url, tmp_path, inbox_poll_seconds=0.05)
+    with ExitStack() as sandboxes:
+        first = create_app(settings)
+        with ServerThread(first) as server:
+            world = connect(
+                sandboxes, first.state.hub, server.url, tmp_path / "sandboxes", ("servicenow",), FAST
+            )
+            side = world["servicenow"]
+            side.sandbox.state.knobs.slow_creates = 1
+            side.sandbox.state.knobs.create_lands_after_seconds = LANDS_AFTER
+            with httpx.Client(base_url=server.url, headers=key_for(first.state.hub, Scope.ADMIN)) as api:
+                incident = api.post("/api/v1/incidents", json={"title": "Restarted mid-doubt"}).json()
+                wait_until(lambda: connector_delivery(api, incident["id"], "servicenow")["in_doubt"], 10)
+        # The hub is down when the record lands (its webhook goes nowhere); a new process takes over.
+        wait_until(lambda: any(e.note == "landed late" for e in creates(side)), timeout=20)
+        second = create_app(settings)
+        with ServerThread(second) as server:
+            hub: Hub = second.state.hub
+            with httpx.Client(base_url=server.url, headers=key_for(hub, Scope.ADMIN)) as api:
+                (link,) = wait_until(lambda: links(api, incident["id"], "servicenow"), timeout=20)
+                settle(hub, [side.ledger])
+                delivery = connector_delivery(api, incident["id"], "servicenow")
+
+        assert side.refs() == [link["external_id"]]
+        assert delivery["state"] == "delivered" and delivery["in_doubt"]["outcome"] == "found"
+        assert delivery["in_doubt"]["looks"][-1]["external_id"] == link["external_id"]
