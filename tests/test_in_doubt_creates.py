@@ -27,6 +27,7 @@ from incident_hub.sandbox.jira import HUMAN_ACCOUNT_ID
 from incident_hub.sandbox.jira.issues import create_issue
 from incident_hub.sandbox.world import VENDORS, JiraSide, PagerDutySide, ServiceNowSide, Side, connect
 from incident_hub.serving import ServerThread
+from tests.admin_support import log_in
 from tests.conftest import key_for, test_settings
 from tests.support import settle, wait_until
 
@@ -177,6 +178,8 @@ def test_two_objects_with_the_hub_id_link_the_oldest_and_record_the_other_as_a_d
         assert duplicate["found_by"] == "push" and duplicate["cancelled_at"] is None
         assert touched(side, newer) == []
         assert [e.note for e in creates(side)] == ["swallowed"]  # found: no create again
+        metrics = api.get("/metrics").text
+        assert f'incident_hub_vendor_duplicates{{connector="{vendor}"}} 1.0' in metrics
         assert connector_delivery(api, incident["id"], vendor)["in_doubt"]["outcome"] == "found"
 
         # Later changes go to the kept object only.
@@ -208,6 +211,15 @@ def test_servicenow_cancels_a_duplicate_naming_the_kept_incident_when_configured
         number = side.state.record("incident", older)["number"]
         assert any(number in note for note in side.notes(newer))
         assert side.status(older) == "open"
+
+        # The admin pages show the duplicate on the incident, and the looks on the delivery.
+        delivery = connector_delivery(api, incident["id"], "servicenow")
+        with httpx.Client(base_url=str(api.base_url), timeout=10) as browser:
+            log_in(browser, hub)  # type: ignore[arg-type]  # the same calls as a TestClient
+            page = browser.get(f"/admin/incidents/{incident['id']}").text
+            assert f'data-duplicate="{duplicate["id"]}"' in page and "cancelled" in page
+            page = browser.get(f"/admin/deliveries/{delivery['id']}").text
+            assert 'id="in-doubt"' in page and "found" in page and older in page
 
 
 def test_a_second_servicenow_incident_seen_by_webhook_is_recorded_as_a_duplicate_and_never_written(
