@@ -301,3 +301,22 @@ def test_a_delivery_in_doubt_resumes_its_looks_after_a_restart(database_url: str
         assert side.refs() == [link["external_id"]]
         assert delivery["state"] == "delivered" and delivery["in_doubt"]["outcome"] == "found"
         assert delivery["in_doubt"]["looks"][-1]["external_id"] == link["external_id"]
+
+
+def test_a_second_servicenow_incident_seen_by_reconciliation_is_recorded_as_a_duplicate(
+    database_url: str, tmp_path: Path
+) -> None:
+    with running(database_url, tmp_path, "servicenow") as (hub, api, side):
+        assert isinstance(side, ServiceNowSide)
+        incident = api.post("/api/v1/incidents", json={"title": "Copied while webhooks were lost"}).json()
+        (link,) = wait_until(lambda: links(api, incident["id"], "servicenow"), timeout=20)
+        settle(hub, [side.ledger])
+        side.sandbox.state.knobs.webhooks_enabled = False
+        second = plant(side, incident["id"], "Copy", timedelta(seconds=0))
+
+        run = api.post("/api/v1/reconciliations", json={"connector_id": "servicenow", "kind": "incremental"})
+        assert run.status_code == 201, run.text
+        (duplicate,) = wait_until(lambda: api.get("/api/v1/duplicates").json(), timeout=10)
+        assert (duplicate["external_id"], duplicate["kept_external_id"]) == (second, link["external_id"])
+        assert duplicate["found_by"] == "reconciler"
+        assert touched(side, second) == []
