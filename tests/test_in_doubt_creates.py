@@ -25,7 +25,15 @@ from incident_hub.hub import Hub
 from incident_hub.sandbox.common import LedgerEntry
 from incident_hub.sandbox.jira import HUMAN_ACCOUNT_ID
 from incident_hub.sandbox.jira.issues import create_issue
-from incident_hub.sandbox.world import VENDORS, JiraSide, PagerDutySide, ServiceNowSide, Side, connect
+from incident_hub.sandbox.world import (
+    VENDORS,
+    JiraSide,
+    OpsgenieSide,
+    PagerDutySide,
+    ServiceNowSide,
+    Side,
+    connect,
+)
 from incident_hub.serving import ServerThread
 from tests.admin_support import log_in
 from tests.conftest import key_for, test_settings
@@ -320,3 +328,26 @@ def test_a_second_servicenow_incident_seen_by_reconciliation_is_recorded_as_a_du
         assert (duplicate["external_id"], duplicate["kept_external_id"]) == (second, link["external_id"])
         assert duplicate["found_by"] == "reconciler"
         assert touched(side, second) == []
+
+
+def test_an_opsgenie_alert_with_the_hub_alias_found_in_doubt_is_linked_and_no_second_alert_is_made(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Opsgenie keeps one open alert per alias: there, the two-object case cannot arise, and the alert a
+    look finds is the one linked."""
+    looks = {"in_doubt_schedule_seconds": [1.5, 1.0]}
+    with running(database_url, tmp_path, "opsgenie", **looks) as (hub, api, side):
+        assert isinstance(side, OpsgenieSide)
+        knobs = side.sandbox.state.knobs
+        knobs.webhooks_enabled, knobs.swallowed_creates = False, 1
+        incident = api.post("/api/v1/incidents", json={"title": "Alias twice"}).json()
+        wait_until(lambda: connector_delivery(api, incident["id"], "opsgenie")["in_doubt"], timeout=10)
+        body = {"actor": side.person, "message": "Fired by the monitor", "alias": incident["id"]}
+        planted = side.ui.post("/alerts", json=body).raise_for_status().json()["data"]["id"]
+        (link,) = wait_until(lambda: links(api, incident["id"], "opsgenie"), timeout=20)
+        settle(hub, [side.ledger])
+
+        assert side.refs() == [planted] and link["external_id"] == planted
+        assert api.get("/api/v1/duplicates").json() == []
+        assert [e.note for e in creates(side)] == ["swallowed"]
+        assert connector_delivery(api, incident["id"], "opsgenie")["in_doubt"]["outcome"] == "found"
