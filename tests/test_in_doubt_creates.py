@@ -3,7 +3,7 @@
 Each vendor sandbox holds a create past the connector's client timeout and applies it later (a busy
 ServiceNow commits the record 40 s on), or swallows it. The hub then looks for the object on the
 connector's in-doubt schedule and creates again only when the whole window has passed with nothing found.
-Times are scaled down: client timeout 1 s, lands after 2 s, looks 0.5 + 0.5 + 1 + 1 s apart.
+Times are scaled down: client timeout 1 s, lands after 1.6 s, looks 0.3 + 0.3 + 0.6 + 0.6 s apart.
 """
 
 from __future__ import annotations
@@ -39,10 +39,20 @@ from tests.admin_support import log_in
 from tests.conftest import key_for, test_settings
 from tests.support import settle, wait_until
 
-SCHEDULE = [0.5, 0.5, 1.0, 1.0]
+SCHEDULE = [0.3, 0.3, 0.6, 0.6]
 WINDOW = sum(SCHEDULE)
-LANDS_AFTER = 2.0
+LANDS_AFTER = 1.6
 FAST = {"timeout_seconds": 1.0, "in_doubt_schedule_seconds": SCHEDULE}
+
+
+# ServiceNow, the issue's case, runs every time; the other vendors' runs of the same tests take a few
+# seconds each and run with --run-slow.
+def _vendors(*names: str) -> list[Any]:
+    return [name if name == "servicenow" else pytest.param(name, marks=pytest.mark.slow) for name in names]
+
+
+EVERY_VENDOR = _vendors(*VENDORS)
+TWO_OBJECT_VENDORS = _vendors("pagerduty", "jira", "servicenow")  # Opsgenie: one open alert per alias
 
 
 @contextmanager
@@ -81,7 +91,7 @@ def links(api: httpx.Client, incident_id: str, vendor: str) -> list[dict[str, An
     return [r for r in incident["external_refs"] if r["connector_id"] == vendor]
 
 
-@pytest.mark.parametrize("vendor", VENDORS)
+@pytest.mark.parametrize("vendor", EVERY_VENDOR)
 def test_a_create_answered_after_the_client_timeout_makes_one_vendor_object(
     vendor: str, database_url: str, tmp_path: Path
 ) -> None:
@@ -106,7 +116,7 @@ def test_a_create_answered_after_the_client_timeout_makes_one_vendor_object(
         assert span.total_seconds() == pytest.approx(WINDOW)
 
 
-@pytest.mark.parametrize("vendor", VENDORS)
+@pytest.mark.parametrize("vendor", EVERY_VENDOR)
 def test_a_create_that_never_lands_is_made_once_more_after_the_window(
     vendor: str, database_url: str, tmp_path: Path
 ) -> None:
@@ -163,7 +173,7 @@ def touched(side: Side, external_id: str) -> list[LedgerEntry]:
     return [e for e in side.ledger.writes() if external_id in e.path]
 
 
-@pytest.mark.parametrize("vendor", ["pagerduty", "jira", "servicenow"])
+@pytest.mark.parametrize("vendor", TWO_OBJECT_VENDORS)
 def test_two_objects_with_the_hub_id_link_the_oldest_and_record_the_other_as_a_duplicate(
     vendor: str, database_url: str, tmp_path: Path
 ) -> None:
