@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi.testclient import TestClient
 
 from incident_hub.api.app import create_app
 from incident_hub.api.auth import Scope
@@ -361,3 +362,21 @@ def test_an_opsgenie_alert_with_the_hub_alias_found_in_doubt_is_linked_and_no_se
         assert api.get("/api/v1/duplicates").json() == []
         assert [e.note for e in creates(side)] == ["swallowed"]
         assert connector_delivery(api, incident["id"], "opsgenie")["in_doubt"]["outcome"] == "found"
+
+
+@pytest.mark.parametrize("schedule", [[], [5, 0], [-1]])
+def test_an_in_doubt_schedule_without_a_positive_pause_before_each_look_is_refused(
+    api: TestClient, schedule: list[float]
+) -> None:
+    config = {
+        "id": "servicenow",
+        "kind": "servicenow",
+        "base_url": "https://instance.example",
+        "in_doubt_schedule_seconds": schedule,
+        "options": {"username": "incident.hub"},
+    }
+    answer = api.put("/api/v1/connectors/servicenow", json=config)
+    assert answer.status_code == 422, answer.text
+    assert answer.headers["content-type"].startswith("application/problem+json")
+    assert "in_doubt_schedule_seconds" in answer.text
+    assert api.get("/api/v1/connectors").json() == []
