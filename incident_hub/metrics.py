@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 
 from incident_hub.clock import utcnow
 from incident_hub.store.db import Database
-from incident_hub.store.tables import DeliveryRow
+from incident_hub.store.tables import DeliveryRow, DuplicateRow
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -68,7 +68,8 @@ RECONCILE_DURATION = Histogram(
 
 
 class OutboxCollector(Collector):
-    """Deliveries by state and the dispatcher's lag (age of the oldest due, undelivered delivery)."""
+    """Deliveries by state, the dispatcher's lag (age of the oldest due, undelivered delivery), the
+    deliveries in doubt, and the vendor duplicates recorded per connector."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -78,20 +79,43 @@ class OutboxCollector(Collector):
         lag = GaugeMetricFamily(
             "incident_hub_dispatcher_lag_seconds", "Age of the oldest pending delivery that is due"
         )
+        doubt = GaugeMetricFamily(
+            "incident_hub_deliveries_in_doubt",
+            "Pending deliveries whose create had an unknown outcome, still looking for the object",
+        )
+        duplicates = GaugeMetricFamily(
+            "incident_hub_vendor_duplicates",
+            "Vendor objects recorded as duplicates of a linked one (never written by the hub)",
+            labels=["connector"],
+        )
         now = utcnow()
         with self.db.read() as session:
             for state, count in session.execute(
                 select(DeliveryRow.state, func.count()).group_by(DeliveryRow.state)
             ):
                 by_state.add_metric([state], count)
+            in_doubt = session.scalar(
+                select(func.count()).where(
+                    DeliveryRow.state == "pending",
+                    DeliveryRow.in_doubt_since.is_not(None),
+                    DeliveryRow.in_doubt_outcome.is_(None),
+                )
+            )
+            for connector_id, count in session.execute(
+                select(DuplicateRow.connector_id, func.count()).group_by(DuplicateRow.connector_id)
+            ):
+                duplicates.add_metric([connector_id], count)
             oldest = session.scalar(
                 select(func.min(DeliveryRow.next_attempt_at)).where(
                     DeliveryRow.state == "pending", DeliveryRow.next_attempt_at <= now
                 )
             )
         lag.add_metric([], max(0.0, (now - oldest).total_seconds()) if oldest is not None else 0.0)
+        doubt.add_metric([], in_doubt or 0)
         yield by_state
         yield lag
+        yield doubt
+        yield duplicates
 
 
 # prometheus_client's own variable, read by the library when it is imported: it is not a hub setting.

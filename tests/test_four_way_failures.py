@@ -44,7 +44,9 @@ def running(
         api = stack.enter_context(
             httpx.Client(base_url=server.url, headers=key_for(hub, Scope.ADMIN), timeout=10)
         )
-        yield hub, api, connect(stack, hub, server.url, tmp_path / "sandboxes", vendors)
+        # A 500 on a create leaves its outcome unknown: a short in-doubt window keeps these tests quick.
+        quick = {"in_doubt_schedule_seconds": [0.3, 0.3]}
+        yield hub, api, connect(stack, hub, server.url, tmp_path / "sandboxes", vendors, quick)
 
 
 def _settle(hub: Hub, world: World) -> None:

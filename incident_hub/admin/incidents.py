@@ -11,6 +11,7 @@ from incident_hub.admin.render import hub_errors, render
 from incident_hub.admin.session import Admin
 from incident_hub.hub import Hub
 from incident_hub.model import Severity, Status
+from incident_hub.sync.in_doubt import list_duplicates
 
 router = APIRouter()
 
@@ -62,4 +63,6 @@ def incident_page(incident_id: str, request: Request, session: Admin) -> HTMLRes
     with hub_errors():
         incident = hub.incidents.get(incident_id)
         timeline = hub.incidents.timeline(incident_id)
-    return render(request, "incident.html", session, {"incident": incident, "timeline": timeline})
+    duplicates = list_duplicates(hub.db, incident_id=incident_id)
+    context = {"incident": incident, "timeline": timeline, "duplicates": duplicates}
+    return render(request, "incident.html", session, context)

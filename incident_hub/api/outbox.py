@@ -10,6 +10,7 @@ from incident_hub.api.auth import Admin, Reader, Writer
 from incident_hub.audit import actor_name
 from incident_hub.commands import SubscriptionDraft
 from incident_hub.hub import Hub
+from incident_hub.sync.in_doubt import Duplicate, list_duplicates
 from incident_hub.sync.outbox import Delivery
 from incident_hub.sync.subscribers import Subscription
 
@@ -84,3 +85,19 @@ def discard_delivery(delivery_id: int, request: Request, who: Admin) -> Delivery
     hub.audit.record(actor_name(who.name, who.key_id), "delivery.discard", f"delivery/{delivery_id}", {})
     hub.dispatcher.wake()
     return delivery
+
+
+@router.get("/duplicates", response_model=list[Duplicate])
+def list_vendor_duplicates(
+    request: Request,
+    _: Reader,
+    connector_id: str | None = None,
+    incident_id: str | None = None,
+    after_id: Annotated[int | None, Query(description="Cursor: the last id of the previous page.")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> list[Duplicate]:
+    """Vendor objects that carry an incident's id beside the one it is linked to (the oldest). The hub
+    never writes to them; closing them is left to a person unless the connector has `cancel_duplicates`."""
+    return list_duplicates(
+        _hub(request).db, connector_id=connector_id, incident_id=incident_id, after_id=after_id, limit=limit
+    )

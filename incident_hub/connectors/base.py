@@ -24,10 +24,10 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, ClassVar, ParamSpec, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from incident_hub.mapping.document import MappingDocument, default_for
-from incident_hub.model import ExternalRef, Incident, Severity
+from incident_hub.model import ExternalRef, Incident, Severity, Status
 from incident_hub.sync.retry import DeliveryError
 
 log = logging.getLogger(__name__)
@@ -114,6 +114,9 @@ class PushResult(BaseModel):
     external_key: str | None = None
     url: str | None = None
     vendor_timestamp: datetime | None = None
+    created_at: datetime | None = Field(
+        default=None, description="When the vendor made the object (from `find_all`: the oldest is kept)."
+    )
     fields: dict[str, Any] = Field(
         default_factory=dict,
         description="Vendor values the write produced beyond those sent (e.g. a priority the vendor "
@@ -227,9 +230,31 @@ class ConnectorConfig(BaseModel):
         "are ignored. Fields nobody owns follow the later vendor timestamp.",
         examples=[["status"]],
     )
+    in_doubt_schedule_seconds: list[float] = Field(
+        default_factory=lambda: [5.0, 10.0, 20.0, 45.0, 100.0],
+        min_length=1,
+        description="After a create whose outcome is unknown (timeout, connection reset after sending, "
+        "5xx), look for the object this many seconds apart (the first look this long after the failure); "
+        "create again only when every look has found nothing. The window is their sum (3 minutes by "
+        "default: a busy ServiceNow may answer a create after a minute or more).",
+        examples=[[5, 10, 20, 40, 80]],
+    )
+    cancel_duplicates: bool = Field(
+        default=False,
+        description="When two or more vendor objects carry one incident's id, the hub links the oldest and "
+        "records the others as duplicates; true also cancels (closes) each duplicate with a note naming "
+        "the kept one. False leaves that to a person.",
+    )
     options: dict[str, Any] = Field(
         default_factory=dict, description="Vendor-specific, see the connector doc."
     )
+
+    @field_validator("in_doubt_schedule_seconds")
+    @classmethod
+    def _positive_looks(cls, value: list[float]) -> list[float]:
+        if any(seconds <= 0 for seconds in value):
+            raise ValueError("every pause before a look must be more than 0 seconds")
+        return value
 
 
 class Connector(ABC):
@@ -287,6 +312,31 @@ class Connector(ABC):
     @abstractmethod
     async def find(self, incident: Incident) -> PushResult | None:
         """The vendor object already made for this incident (check-before-create after a crash)."""
+
+    async def find_all(self, incident: Incident) -> list[PushResult]:
+        """Every vendor object carrying this incident's id, each with its `created_at` where the vendor
+        says it (two or more: one is a duplicate). The default is `find()`'s one object, or none."""
+        found = await self.find(incident)
+        return [found] if found is not None else []
+
+    async def cancel_duplicate(self, duplicate: ExternalRef, kept: ExternalRef) -> None:
+        """Close a duplicate object with a note naming the kept one (option `cancel_duplicates`).
+
+        The default adds the note, then writes the status the mapping gives CLOSED; a vendor with a
+        proper "cancelled" state overrides it."""
+        name = kept.external_key or kept.external_id
+        await self.add_note(
+            duplicate,
+            OutboundNote(
+                body=f"Duplicate of {name} ({kept.url or kept.external_id}), which incident-hub keeps in "
+                "step. Closed by incident-hub; nothing more is written here.",
+                author="incident-hub",
+                is_public=False,
+                origin="incident-hub",
+            ),
+        )
+        status = self.mapping().status
+        await self.update(duplicate, {status.field: status.to_vendor[Status.CLOSED]})
 
     @abstractmethod
     async def create(self, incident: Incident, fields: dict[str, Any]) -> PushResult:

@@ -74,6 +74,7 @@ from incident_hub.sync.retry import (
     PermanentDeliveryError,
     RetryableDeliveryError,
     raise_for_status,
+    write_outcome,
 )
 
 SIGNATURE_HEADER = "x-hub-signature"
@@ -492,6 +493,29 @@ class JiraConnector(Connector):
 
         return await self.run_blocking(find)
 
+    async def find_all(self, incident: Incident) -> list[PushResult]:
+        """Every issue of the project labelled with the hub's id, oldest first."""
+
+        def find_all() -> list[PushResult]:
+            jql = (
+                f"project = {_quoted(self.options.project_key)} AND labels = {_quoted(_hub_label(incident))}"
+                " ORDER BY created ASC"
+            )
+            found = self._search(jql, maxResults=50, fields=["labels", "created"])["issues"]
+            return [
+                PushResult(
+                    external_id=str(issue["id"]),
+                    external_key=issue.get("key"),
+                    url=self._browse(issue.get("key")),
+                    created_at=_jira_time(created)
+                    if (created := (issue.get("fields") or {}).get("created"))
+                    else None,
+                )
+                for issue in found
+            ]
+
+        return await self.run_blocking(find_all)
+
     async def create(self, incident: Incident, fields: dict[str, Any]) -> PushResult:
         def create() -> PushResult:
             client = self.client()
@@ -503,7 +527,9 @@ class JiraConnector(Connector):
                 "summary": _summary(str(fields.get("summary") or incident.title)),
                 "labels": [*self.options.labels, _hub_label(incident)],
             }
-            created = self._call(client.create_issue, fields=body, prefetch=False)
+            # A create whose answer is lost may still land: the push then looks before creating again.
+            with write_outcome():
+                created = self._call(client.create_issue, fields=body, prefetch=False)
             issue_id, key = str(created.id), str(created.key)
             self._set_property(issue_id, incident)
             initial = self.options.initial_status or self.mapping().status.to_vendor[Status.OPEN]

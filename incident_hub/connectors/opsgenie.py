@@ -64,6 +64,7 @@ from incident_hub.sync.retry import (
     PermanentDeliveryError,
     RetryableDeliveryError,
     raise_for_status,
+    write_outcome,
 )
 
 MESSAGE_MAX = 130
@@ -184,7 +185,8 @@ class OpsgenieConnector(Connector):
             raise_for_status(status, _error_text(body), headers.get, "Opsgenie")
             raise PermanentDeliveryError(f"Opsgenie: {error}") from None
         except urllib3.exceptions.HTTPError as error:
-            raise RetryableDeliveryError(f"Opsgenie unreachable: {type(error).__name__}: {error}") from None
+            # Kept as the cause: whether the request left decides if a create's outcome is unknown.
+            raise RetryableDeliveryError(f"Opsgenie unreachable: {type(error).__name__}: {error}") from error
         except ValueError as error:
             # The SDK parses every answer as JSON before looking at its status (api_client.__call_api).
             raise PermanentDeliveryError(
@@ -541,7 +543,10 @@ class OpsgenieConnector(Connector):
                 body["priority"] = str(fields["priority"])
             if fields.get("team"):
                 body["responders"] = [{"type": "team", "name": self._team_name(str(fields["team"]))}]
-            alert_id = self._create(body)
+            # An alias dedups open alerts only: a create whose answer is lost is looked for before the
+            # next one, in case the alert it made was closed meanwhile.
+            with write_outcome():
+                alert_id = self._create(body)
             if fields.get("owner"):
                 self._edit(alert_id, {"owner": fields["owner"]})
             if fields.get("status") in ("acknowledged", "closed"):

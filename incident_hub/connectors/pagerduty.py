@@ -55,6 +55,7 @@ from incident_hub.sync.retry import (
     PermanentDeliveryError,
     RetryableDeliveryError,
     raise_for_status,
+    write_outcome,
 )
 
 log = logging.getLogger(__name__)
@@ -351,6 +352,21 @@ class PagerDutyConnector(Connector):
         incidents = found.get("incidents", []) if found else []
         return _result(incidents[0]) if incidents else None
 
+    async def find_all(self, incident: Incident) -> list[PushResult]:
+        """Every incident with the hub's `incident_key`, open or not (a key dedups only open ones)."""
+        if self.options.mode == "events":
+            return []
+        found = await self._acall(
+            "GET",
+            "/incidents",
+            params={
+                "incident_key": KEY_PREFIX + str(incident.id),
+                "date_range": "all",
+                "sort_by": "created_at:asc",
+            },
+        )
+        return [_result(data) for data in (found.get("incidents", []) if found else [])]
+
     async def create(self, incident: Incident, fields: dict[str, Any]) -> PushResult:
         if self.options.mode == "events":
             return await self.run_blocking(self._trigger, incident, fields)
@@ -363,7 +379,9 @@ class PagerDutyConnector(Connector):
             }
             if incident.description:
                 body["body"] = {"type": "incident_body", "details": incident.description}
-            created = self._call("POST", "/incidents", json={"incident": body})["incident"]
+            # A create whose answer is lost may still land: the push then looks before creating again.
+            with write_outcome():
+                created = self._call("POST", "/incidents", json={"incident": body})["incident"]
             if fields.get("status") in ("acknowledged", "resolved"):
                 created = self._call(
                     "PUT",
@@ -616,6 +634,7 @@ def _result(data: dict[str, Any]) -> PushResult:
         external_key=str(data.get("incident_number") or data["id"]),
         url=data.get("html_url"),
         vendor_timestamp=_time(stamp) if stamp else None,
+        created_at=_time(data["created_at"]) if data.get("created_at") else None,
     )
 
 

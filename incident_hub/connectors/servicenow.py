@@ -67,6 +67,7 @@ from incident_hub.sync.retry import (
     PermanentDeliveryError,
     classify_transport_error,
     raise_for_response,
+    write_outcome,
 )
 
 TABLE = "incident"
@@ -75,13 +76,21 @@ CORRELATION_DISPLAY = "incident-hub"
 SHORT_DESCRIPTION_MAX = 160
 RESOLVING = frozenset({"6", "7"})  # Resolved, Closed: the data policy wants close_code and close_notes
 ON_HOLD = "3"
+CANCELED = "8"
 JOURNALS = {"comments": True, "work_notes": False}  # element -> is_public
 # Canonical field -> (vendor reference field, option naming its sys_ids).
 REFERENCES = {
     "assigned_team": ("assignment_group", "assignment_groups"),
     "assignee": ("assigned_to", "assignees"),
 }
-_RECORD_FIELDS = ("sys_id", "number", "sys_updated_on", "sys_updated_by", "correlation_id")
+_RECORD_FIELDS = (
+    "sys_id",
+    "number",
+    "sys_created_on",
+    "sys_updated_on",
+    "sys_updated_by",
+    "correlation_id",
+)
 # What a malformed body raises while it is read; pydantic's ValidationError is a ValueError.
 _MALFORMED = (KeyError, TypeError, AttributeError, ValueError, OverflowError, RecursionError)
 _PYSNC_ERRORS = (
@@ -383,11 +392,13 @@ class ServiceNowConnector(Connector):
     def _result(self, record: dict[str, Any]) -> PushResult:
         sys_id = _value(record["sys_id"])[0] or ""
         stamp = _value(record.get("sys_updated_on"))[0]
+        created = _value(record.get("sys_created_on"))[0]
         return PushResult(
             external_id=sys_id,
             external_key=_value(record.get("number"))[0],
             url=self._url(sys_id),
             vendor_timestamp=_time(stamp) if stamp else None,
+            created_at=_time(created) if created else None,
             # The instance computes priority from impact and urgency: remember what it made.
             fields={"priority": priority} if (priority := _value(record.get("priority"))[0]) else {},
         )
@@ -438,6 +449,38 @@ class ServiceNowConnector(Connector):
         found = await self._call(lambda: self._find(str(incident.id)))
         return self._result(found) if found else None
 
+    async def find_all(self, incident: Incident) -> list[PushResult]:
+        """Every incident whose correlation_id is the hub's id (a slow instance may hold two)."""
+
+        async def find_all() -> list[dict[str, Any]]:
+            record = await self._record(batch_size=20)
+            record.add_query("correlation_id", str(incident.id))
+            await record.query()
+            found: list[dict[str, Any]] = []
+            while await record.next():
+                found.append(record.serialize(display_value="all"))
+            return found
+
+        return [self._result(found) for found in await self._call(find_all)]
+
+    async def cancel_duplicate(self, duplicate: ExternalRef, kept: ExternalRef) -> None:
+        """State Canceled (8) with a work note naming the kept incident: not Resolved, which would count
+        as work done in the instance's reports."""
+        name = kept.external_key or kept.external_id
+
+        async def cancel() -> None:
+            record = await self._record()
+            record.fields = ["sys_id", "state", "work_notes"]
+            if not await record.get(duplicate.external_id):
+                raise PermanentDeliveryError(
+                    f"ServiceNow incident {duplicate.external_id} not found", status_code=404
+                )
+            _set(record, "work_notes", f"Duplicate of {name}, which incident-hub keeps in step. Canceled.")
+            _set(record, "state", CANCELED)
+            await record.update()
+
+        await self._call(cancel)
+
     async def create(self, incident: Incident, fields: dict[str, Any]) -> PushResult:
         async def create() -> dict[str, Any]:
             # No dedup key in ServiceNow: a create whose answer was lost may have made the record.
@@ -457,7 +500,9 @@ class ServiceNowConnector(Connector):
                 values["category"] = self.options.category
             for name, value in values.items():
                 record.set_value(name, value)
-            await record.insert()
+            # A slow instance may commit the record after the client gave up: the push then looks for it.
+            with write_outcome():
+                await record.insert()
             created: dict[str, Any] = record.serialize(display_value="all")
             return created
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import re
 import tempfile
 import threading
 import time
@@ -160,6 +161,20 @@ class Knobs(BaseModel):
     retry_after_seconds: int = Field(default=1, ge=0, description="Retry-After sent with 429 and 503.")
     timeout_next: int = Field(default=0, ge=0, description="The next N requests hang, then get 504.")
     timeout_seconds: float = Field(default=30.0, ge=0)
+    slow_creates: int = Field(
+        default=0,
+        ge=0,
+        description="The next N creates (the vendor's create call) are held `create_lands_after_seconds`, "
+        "then applied and answered: a client with a shorter timeout has given up by then, as on a busy "
+        "instance that commits the record late.",
+    )
+    swallowed_creates: int = Field(
+        default=0,
+        ge=0,
+        description="The next N creates never land: held `create_lands_after_seconds`, then answered 504 "
+        "with nothing made.",
+    )
+    create_lands_after_seconds: float = Field(default=40.0, ge=0)
     drop_webhook_rate: float = Field(default=0.0, ge=0, le=1, description="Share of webhooks never sent.")
     webhooks_enabled: bool = True
 
@@ -180,11 +195,28 @@ class SandboxState:
     lock: threading.RLock = field(default_factory=threading.RLock)
     random: random.Random = field(default_factory=lambda: random.Random(7))
     counter: int = 0
+    # (method, path pattern) of the vendor's create call, which the create knobs hold.
+    create_call: tuple[str, str] | None = None
 
     def next_number(self) -> int:
         with self.lock:
             self.counter += 1
             return self.counter
+
+    def take_held_create(self, method: str, path: str) -> str | None:
+        """ "slow" or "swallowed" when this request is a create the knobs hold, else None."""
+        if self.create_call is None or method != self.create_call[0]:
+            return None
+        if not re.fullmatch(self.create_call[1], path):
+            return None
+        with self.lock:
+            if self.knobs.swallowed_creates:
+                self.knobs.swallowed_creates -= 1
+                return "swallowed"
+            if self.knobs.slow_creates:
+                self.knobs.slow_creates -= 1
+                return "slow"
+        return None
 
     def take_failure(self) -> tuple[int, float] | None:
         """The injected failure for this request, if any: (status, seconds to wait first)."""
@@ -272,12 +304,17 @@ class KnobsMiddleware:
         knobs = self.state.knobs
         if knobs.latency_ms:
             await asyncio.sleep(knobs.latency_ms / 1000)
-        failure = self.state.take_failure()
+        held = self.state.take_held_create(method, path)
+        if held is not None:
+            # The client gives up meanwhile; the vendor applies the create (or not) all the same.
+            await asyncio.sleep(knobs.create_lands_after_seconds)
+        failure = (504, 0.0) if held == "swallowed" else None if held else self.state.take_failure()
         if failure is not None:
             status, wait = failure
             if wait:
                 await asyncio.sleep(wait)
-            self.state.ledger.record("in", method, path, query, status, headers, body, note="injected")
+            note = "swallowed" if held else "injected"
+            self.state.ledger.record("in", method, path, query, status, headers, body, note=note)
             payload = json.dumps(self.error_body(status)).encode()
             extra = (
                 [(b"retry-after", str(knobs.retry_after_seconds).encode())] if status in (429, 503) else []
@@ -313,7 +350,16 @@ class KnobsMiddleware:
                 status_seen = message["status"]
                 # Recorded before the client can see the answer, so a test that reads the ledger right
                 # after its call finds the call there.
-                self.state.ledger.record("in", method, path, query, status_seen, headers, body)
+                self.state.ledger.record(
+                    "in",
+                    method,
+                    path,
+                    query,
+                    status_seen,
+                    headers,
+                    body,
+                    note="landed late" if held else None,
+                )
                 recorded = True
             await send(message)
 

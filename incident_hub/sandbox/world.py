@@ -363,9 +363,15 @@ class World:
 
 
 def connect(
-    stack: ExitStack, hub: Hub, hub_url: str, workdir: Path, vendors: tuple[str, ...] = VENDORS
+    stack: ExitStack,
+    hub: Hub,
+    hub_url: str,
+    workdir: Path,
+    vendors: tuple[str, ...] = VENDORS,
+    connector_settings: dict[str, Any] | None = None,
 ) -> World:
-    """Start the sandboxes (closed with `stack`) and configure the hub's connectors to reach them.
+    """Start the sandboxes (closed with `stack`) and configure the hub's connectors to reach them
+    (`connector_settings`: configuration fields every connector gets, e.g. `timeout_seconds`).
 
     Credentials are made up for the run and given to the hub by environment variable, as in production.
     """
@@ -448,5 +454,5 @@ def connect(
     for side in sides.values():
         stack.callback(side.ui.close)
     for config in configs:
-        hub.connectors.upsert(ConnectorConfig.model_validate(config))
+        hub.connectors.upsert(ConnectorConfig.model_validate({**config, **(connector_settings or {})}))
     return World(sides)

@@ -246,11 +246,42 @@ class DeliveryRow(Base):
     delivered_at: Mapped[datetime | None]
     # Connector deliveries: the mapping version that mapped what the last push sent.
     mapping_version: Mapped[int | None] = mapped_column(Integer)
+    # A create whose outcome was unknown: since when, until when the hub looks for the object before it
+    # creates again, each look ({at, outcome, external_id}), and how the doubt ended (None: still open).
+    in_doubt_since: Mapped[datetime | None]
+    in_doubt_until: Mapped[datetime | None]
+    in_doubt_looks: Mapped[list[Any] | None] = mapped_column(JSON)
+    in_doubt_outcome: Mapped[str | None] = mapped_column(String(32))
 
     __table_args__ = (
         Index("ix_deliveries_due", "state", "next_attempt_at"),
         Index("ix_deliveries_order", "target_kind", "target_id", "ordering_key", "id"),
     )
+
+
+class DuplicateRow(Base):
+    """A vendor object carrying the id of an incident linked to another object of the same connector:
+    never written by the hub (the link names the kept one)."""
+
+    __tablename__ = "vendor_duplicates"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    connector_id: Mapped[str] = mapped_column(String(100))
+    incident_id: Mapped[str] = mapped_column(ForeignKey("incidents.id", ondelete="CASCADE"), index=True)
+    external_id: Mapped[str] = mapped_column(String(200))
+    external_key: Mapped[str | None] = mapped_column(String(200))
+    url: Mapped[str | None] = mapped_column(String(1000))
+    kept_external_id: Mapped[str] = mapped_column(String(200))
+    vendor_created_at: Mapped[datetime | None]
+    found_at: Mapped[datetime]
+    # "push" (a look before a create), "webhook" or "reconciler".
+    found_by: Mapped[str] = mapped_column(String(32))
+    cancelled_at: Mapped[datetime | None]
+    cancel_error: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (UniqueConstraint("connector_id", "external_id"),)
 
 
 class DeliveryAttemptRow(Base):

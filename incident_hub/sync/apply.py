@@ -28,12 +28,13 @@ from sqlalchemy.orm import Session
 from incident_hub import events
 from incident_hub.clock import as_utc, utcnow
 from incident_hub.commands import IncidentDraft, IncidentPatch, NoteDraft, StatusChange
-from incident_hub.connectors.base import ChangeKind, ExternalChange
+from incident_hub.connectors.base import ChangeKind, ExternalChange, PushResult
 from incident_hub.incidents import IncidentService
 from incident_hub.mapping.document import MappingDocument
 from incident_hub.mapping.translate import CanonicalPatch, to_canonical, to_vendor
 from incident_hub.model import IllegalTransition, Incident, Status, TimelineType
 from incident_hub.store.tables import ExternalRefRow, IncidentRow, TimelineRow, UnmappedValueRow
+from incident_hub.sync.in_doubt import record_duplicate
 from incident_hub.sync.refs import insert_ref, ref_for
 
 log = logging.getLogger(__name__)
@@ -142,6 +143,17 @@ class Applier:
                 if held is not None and self._fires_again(session, row, change):
                     return self._take_over(session, held, change, mapping)
                 if held is not None and change.reopen_window_seconds is None:
+                    # A second object carrying our id: recorded, never written (see sync/in_doubt.py).
+                    record_duplicate(
+                        session,
+                        connector_id=change.connector_id,
+                        incident_id=row.id,
+                        duplicate=PushResult(
+                            external_id=change.external_id, external_key=change.external_key, url=change.url
+                        ),
+                        kept_external_id=held.external_id,
+                        found_by="reconciler" if change.kind is ChangeKind.SNAPSHOT else "webhook",
+                    )
                     return Outcome(
                         "unlinked", row.id, f"the incident is linked to {held.external_id} of this vendor"
                     )

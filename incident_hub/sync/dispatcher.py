@@ -14,7 +14,7 @@ import socket
 import time
 from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from sqlalchemy import and_, exists, func, select, update
@@ -29,6 +29,7 @@ from incident_hub.store.tables import ConnectorRow, DeliveryAttemptRow, Delivery
 from incident_hub.sync.retry import (
     DeliveryError,
     HeldDelivery,
+    InDoubt,
     PermanentDeliveryError,
     RetryableDeliveryError,
     RetryPolicy,
@@ -239,8 +240,10 @@ class Dispatcher:
         error: str | None,
         final_state: str | None,
         counts: bool = True,
+        next_attempt_at: datetime | None = None,
     ) -> None:
-        """Log one attempt; `counts=False` (a held delivery) spends none of the budget and frees the claim."""
+        """Log one attempt; `counts=False` (a held delivery) spends none of the budget and frees the claim;
+        `next_attempt_at` makes the delivery due again only then."""
         now = utcnow()
         with self.db.write() as session:
             made = (
@@ -263,6 +266,8 @@ class Dispatcher:
             }
             if not counts:
                 values |= {"lease_until": None, "leased_by": None}
+            if next_attempt_at is not None:
+                values["next_attempt_at"] = next_attempt_at
             if final_state is not None:
                 values |= {"state": final_state, "lease_until": None, "leased_by": None}
                 if final_state == DELIVERED:
@@ -336,6 +341,9 @@ class Dispatcher:
                     except HeldDelivery as error:
                         await self._held(delivery, started, error)
                         return
+                    except InDoubt as error:
+                        await self._in_doubt(delivery, started, error)
+                        return
                     except DeliveryError as error:
                         await self._failed(delivery, started, error, attempt_number)
                         raise
@@ -367,6 +375,22 @@ class Dispatcher:
             self._record_attempt, delivery.id, started, error.status_code, str(error)[:2000], None, False
         )
         log.info("delivery held: target paused", extra={"error": str(error)[:300]})
+
+    async def _in_doubt(self, delivery: ClaimedDelivery, started: float, error: InDoubt) -> None:
+        """Free the claim until the next look: the attempt is logged, none of the budget is spent, and the
+        deliveries behind it (same incident and target) keep waiting."""
+        await asyncio.to_thread(
+            self._record_attempt,
+            delivery.id,
+            started,
+            error.status_code,
+            str(error)[:2000],
+            None,
+            False,
+            error.look_at,
+        )
+        DELIVERY_ATTEMPTS.labels(delivery.target_kind, "in_doubt").inc()
+        log.info("delivery in doubt", extra={"look_at": error.look_at.isoformat(), "error": str(error)[:300]})
 
     async def _failed(
         self, delivery: ClaimedDelivery, started: float, error: DeliveryError, attempt: int

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy import select, update
 
 from incident_hub.clock import utcnow
@@ -22,6 +22,24 @@ class Attempt(BaseModel):
     error: str | None
 
 
+class Look(BaseModel):
+    """One look for the object of a create whose outcome was unknown."""
+
+    at: datetime
+    outcome: str = Field(description="found, nothing, or failed: <error>.")
+    external_id: str | None = None
+
+
+class InDoubt(BaseModel):
+    """A create whose outcome was unknown: the hub looks for the object until `until` before it creates
+    again (`outcome`: None while it still looks; found, linked, or created again)."""
+
+    since: datetime
+    until: datetime
+    looks: list[Look]
+    outcome: str | None
+
+
 class Delivery(BaseModel):
     id: int
     event_id: str
@@ -36,6 +54,7 @@ class Delivery(BaseModel):
     created_at: datetime
     next_attempt_at: datetime
     delivered_at: datetime | None
+    in_doubt: InDoubt | None = None
     attempt_log: list[Attempt] | None = None
 
 
@@ -54,6 +73,14 @@ def _model(row: DeliveryRow, event: EventRow) -> Delivery:
         created_at=row.created_at,
         next_attempt_at=row.next_attempt_at,
         delivered_at=row.delivered_at,
+        in_doubt=InDoubt(
+            since=row.in_doubt_since,
+            until=row.in_doubt_until or row.in_doubt_since,
+            looks=[Look.model_validate(look) for look in row.in_doubt_looks or []],
+            outcome=row.in_doubt_outcome,
+        )
+        if row.in_doubt_since is not None
+        else None,
     )
 
 

@@ -27,8 +27,23 @@ from incident_hub.model import ExternalRef, Incident
 from incident_hub.store.db import Database
 from incident_hub.store.tables import DeliveryRow, ExternalRefRow
 from incident_hub.sync.dispatcher import ClaimedDelivery
+from incident_hub.sync.in_doubt import (
+    CREATED,
+    FOUND,
+    LINKED,
+    Doubts,
+    oldest_first,
+    record_cancel,
+    record_duplicates,
+)
 from incident_hub.sync.refs import insert_ref, ref_for
-from incident_hub.sync.retry import DeliveryError, HeldDelivery, PermanentDeliveryError
+from incident_hub.sync.retry import (
+    DeliveryError,
+    HeldDelivery,
+    InDoubt,
+    OutcomeUnknown,
+    PermanentDeliveryError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +64,7 @@ class ConnectorTarget:
         self.incidents = incidents
         # The stored mapping versions (None: each connector's own mapping, as in unit tests).
         self.mappings = mappings
+        self.doubts = Doubts(db)
         self._gates: dict[str, asyncio.Semaphore] = {}
         self._limits: dict[str, tuple[float, AsyncLimiter]] = {}
 
@@ -67,7 +83,8 @@ class ConnectorTarget:
             try:
                 result = await self._push(_Calls(connector, self._limit(connector)), delivery, mapping)
             except DeliveryError as error:
-                if not isinstance(error, PermanentDeliveryError):
+                # A wait in doubt is no failure of the vendor's: the breaker does not count it.
+                if not isinstance(error, PermanentDeliveryError | InDoubt):
                     paused = await asyncio.to_thread(self.registry.record_failure, connector.id, str(error))
                     if paused:
                         raise HeldDelivery(f"connector {connector.id} paused after: {error}") from error
@@ -109,11 +126,14 @@ class ConnectorTarget:
         routing = mapping.routing if mapping.routing is not None else connector.config.routing
         if ref is None and not routing.admits(incident):
             return None
+        if ref is not None and await asyncio.to_thread(self.doubts.open_for, delivery.id) is not None:
+            # The object landed and its webhook (or the reconciler) linked it while we waited.
+            await asyncio.to_thread(self.doubts.end, delivery.id, LINKED)
         if delivery.event_type == "incident_note_added":
             return await self._push_note(connector, delivery, incident, ref, tried, mapping)
         desired = to_vendor(mapping, incident)
         if ref is None:
-            await self._create(connector, incident, desired, tried)
+            await self._create(connector, delivery, incident, desired, tried)
             return 201
         keep = settled(mapping, incident, ref.written)
         changed = {k: v for k, v in desired.items() if ref.written.get(k) != v and k not in keep}
@@ -124,17 +144,108 @@ class ConnectorTarget:
         return 200
 
     async def _create(
-        self, connector: _Calls, incident: Incident, desired: dict[str, Any], tried: bool
+        self,
+        connector: _Calls,
+        delivery: ClaimedDelivery,
+        incident: Incident,
+        desired: dict[str, Any],
+        tried: bool,
     ) -> ExternalRefRow:
+        """Link the object an earlier attempt made, else make it. In doubt (an earlier create's outcome
+        unknown) this only looks, on the connector's schedule, until the window is over."""
+        doubt = await asyncio.to_thread(self.doubts.open_for, delivery.id)
+        found: PushResult | None = None
         # Look first only when an earlier push for this incident may have made the object unseen.
-        found = await connector.find(incident) if tried else None
-        result = found or await connector.create(incident, desired)
+        if tried or doubt is not None:
+            try:
+                found = await self._find_oldest(connector, incident)
+            except DeliveryError as error:
+                if doubt is not None:
+                    await asyncio.to_thread(self.doubts.record_look, delivery.id, f"failed: {error}"[:300])
+                raise
+            if doubt is not None:
+                outcome = FOUND if found is not None else "nothing"
+                external_id = found.external_id if found is not None else None
+                await asyncio.to_thread(self.doubts.record_look, delivery.id, outcome, external_id)
+                if found is None:
+                    schedule = connector.config.in_doubt_schedule_seconds
+                    look_at = doubt.next_look(schedule, utcnow())
+                    if look_at is not None:
+                        raise InDoubt(
+                            f"create outcome unknown since {doubt.since.isoformat()}: nothing found yet; "
+                            f"looking again at {look_at.isoformat()}",
+                            look_at=look_at,
+                        )
         if found is not None:
             # Made by an attempt whose answer was lost: bring it to the wanted state.
             result = await connector.update(
                 ExternalRef(connector_id=connector.id, external_id=found.external_id), desired
             )
-        return await asyncio.to_thread(self._store, incident, connector.id, result, desired)
+        else:
+            try:
+                result = await connector.create(incident, desired)
+            except OutcomeUnknown as error:
+                schedule = connector.config.in_doubt_schedule_seconds
+                look_at = await asyncio.to_thread(self.doubts.begin, delivery.id, schedule, str(error))
+                raise InDoubt(
+                    f"{error}; in doubt: looking for the object until the window of "
+                    f"{sum(schedule):g} s is over before creating again",
+                    look_at=look_at,
+                ) from error
+        ref = await asyncio.to_thread(self._store, incident, connector.id, result, desired)
+        if doubt is not None:
+            await asyncio.to_thread(self.doubts.end, delivery.id, FOUND if found is not None else CREATED)
+        return ref
+
+    async def _find_oldest(self, connector: _Calls, incident: Incident) -> PushResult | None:
+        """The oldest vendor object carrying the incident's id; any others are recorded as duplicates
+        (and cancelled, when the connector is configured to)."""
+        candidates = oldest_first(await connector.find_all(incident))
+        if not candidates:
+            return None
+        kept, others = candidates[0], candidates[1:]
+        if others:
+            new = await asyncio.to_thread(
+                record_duplicates, self.db, connector.id, str(incident.id), kept, others
+            )
+            if connector.config.cancel_duplicates and new:
+                await self._cancel(connector, kept, new)
+        return kept
+
+    async def _cancel(
+        self, connector: _Calls, kept: PushResult, duplicates: list[tuple[int, PushResult]]
+    ) -> None:
+        """Close each new duplicate with a note naming the kept object; a failure is recorded on the
+        duplicate's row (visible in the API), never retried by the delivery."""
+        kept_ref = ExternalRef(
+            connector_id=connector.id,
+            external_id=kept.external_id,
+            external_key=kept.external_key,
+            url=kept.url,
+        )
+        for row_id, duplicate in duplicates:
+            try:
+                await connector.cancel_duplicate(
+                    ExternalRef(
+                        connector_id=connector.id,
+                        external_id=duplicate.external_id,
+                        external_key=duplicate.external_key,
+                        url=duplicate.url,
+                    ),
+                    kept_ref,
+                )
+            except DeliveryError as error:
+                log.warning(
+                    "cancelling a duplicate failed",
+                    extra={
+                        "connector": connector.id,
+                        "external_id": duplicate.external_id,
+                        "error": str(error),
+                    },
+                )
+                await asyncio.to_thread(record_cancel, self.db, row_id, str(error)[:2000])
+                continue
+            await asyncio.to_thread(record_cancel, self.db, row_id, None)
 
     async def _push_note(
         self,
@@ -149,7 +260,7 @@ class ConnectorTarget:
         if body.get("origin_connector") == connector.id or not mapping.notes.outbound:
             return None
         if ref is None:
-            ref = await self._create(connector, incident, to_vendor(mapping, incident), tried)
+            ref = await self._create(connector, delivery, incident, to_vendor(mapping, incident), tried)
         origin = body.get("origin_connector") or "incident-hub"
         author = body.get("author") or "someone"
         note = OutboundNote(
@@ -255,9 +366,13 @@ class _Calls:
     def mapping(self) -> MappingDocument:
         return self.connector.mapping()
 
-    async def find(self, incident: Incident) -> PushResult | None:
+    async def find_all(self, incident: Incident) -> list[PushResult]:
         async with self.limit:
-            return await self.connector.find(incident)
+            return await self.connector.find_all(incident)
+
+    async def cancel_duplicate(self, duplicate: ExternalRef, kept: ExternalRef) -> None:
+        async with self.limit:
+            await self.connector.cancel_duplicate(duplicate, kept)
 
     async def create(self, incident: Incident, fields: dict[str, Any]) -> PushResult:
         async with self.limit:

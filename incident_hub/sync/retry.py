@@ -2,17 +2,24 @@
 
 Retryable: network errors, timeouts, 408, 425, 429 and 5xx; `Retry-After` on 429/503 is honoured (capped).
 Permanent: any other 4xx — retrying a request the vendor has refused would only repeat the refusal.
+
+A write whose outcome is unknown (the request may have reached the vendor, and no answer says whether it
+was applied: a read timeout, a connection reset after sending, a 5xx) is an `OutcomeUnknown`: the push
+that made it looks for the object before it writes again (see `sync/in_doubt.py`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
+import requests
+import urllib3
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 from tenacity.wait import wait_base, wait_random_exponential
 
@@ -43,6 +50,83 @@ class HeldDelivery(DeliveryError):
 
 class PermanentDeliveryError(DeliveryError):
     """Will fail the same way every time until something is fixed: goes straight to the dead letters."""
+
+
+class OutcomeUnknown(RetryableDeliveryError):
+    """A write may have been applied by the vendor without the hub hearing so: repeating it blindly could
+    make a second object."""
+
+
+class InDoubt(DeliveryError):
+    """The delivery waits, without spending its retry budget, until `look_at` (UTC): an earlier create's
+    outcome is unknown and the vendor is looked at again then."""
+
+    def __init__(self, message: str, *, look_at: datetime) -> None:
+        super().__init__(message)
+        self.look_at = look_at
+
+
+# Failures that happen before a request leaves the hub: the vendor cannot have applied it.
+_NOT_SENT: tuple[type[BaseException], ...] = (
+    httpx.ConnectError,
+    httpx.ConnectTimeout,
+    httpx.PoolTimeout,
+    httpx.UnsupportedProtocol,
+    requests.exceptions.ConnectTimeout,
+    requests.exceptions.InvalidURL,
+    requests.exceptions.MissingSchema,
+    requests.exceptions.SSLError,
+    urllib3.exceptions.NewConnectionError,
+    urllib3.exceptions.ConnectTimeoutError,
+    urllib3.exceptions.SSLError,
+    urllib3.exceptions.LocationParseError,
+)
+
+
+def may_have_been_sent(error: BaseException) -> bool:
+    """Whether a transport failure may have happened after the request reached the server (a read
+    timeout, a reset or closed connection), as opposed to before it left (refused, no route, TLS).
+
+    Looks through the exception's causes and the wrapped errors of requests and urllib3
+    (`ConnectionError(MaxRetryError(reason=NewConnectionError))`); anything not known to be unsent is
+    taken as possibly sent."""
+    seen: set[int] = set()
+    pending: list[BaseException] = [error]
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, _NOT_SENT):
+            return False
+        reason = getattr(current, "reason", None)
+        if isinstance(reason, BaseException):
+            pending.append(reason)
+        pending.extend(arg for arg in getattr(current, "args", ()) if isinstance(arg, BaseException))
+        for linked in (current.__cause__, current.__context__):
+            if linked is not None:
+                pending.append(linked)
+    return True
+
+
+@contextmanager
+def write_outcome() -> Iterator[None]:
+    """Around one vendor call that makes an object: a failure that leaves unknown whether the vendor made
+    it — a 5xx, or a transport failure after the request may have been sent — leaves as `OutcomeUnknown`.
+    A refusal (4xx, 429) or a failure before sending passes through unchanged."""
+    try:
+        yield
+    except (OutcomeUnknown, PermanentDeliveryError):
+        raise
+    except RetryableDeliveryError as error:
+        status = error.status_code
+        if (status is not None and status >= 500) or (status is None and may_have_been_sent(error)):
+            raise OutcomeUnknown(f"outcome unknown: {error}", status_code=status) from error
+        raise
+    except (httpx.TransportError, requests.RequestException, urllib3.exceptions.HTTPError) as error:
+        if may_have_been_sent(error):
+            raise OutcomeUnknown(f"outcome unknown: {type(error).__name__}: {error}") from error
+        raise
 
 
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:

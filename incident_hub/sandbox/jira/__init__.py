@@ -110,6 +110,7 @@ def jira_sandbox(
     human = User(HUMAN_ACCOUNT_ID, "Mia Krystof", "mia.krystof@example.com", "America/Los_Angeles")
     state = JiraState(
         vendor="jira",
+        create_call=("POST", r"/rest/api/[23]/issue"),
         users={u.account_id: u for u in (service, human)},
         api_tokens={email: (api_token, service.account_id)},
         service_account=service.account_id,

@@ -88,6 +88,7 @@ def opsgenie_sandbox(
         raise ValueError("webhook_auth is 'header' or 'basic'")
     state = OpsgenieState(
         vendor="opsgenie",
+        create_call=("POST", r"/v2/alerts/?"),
         api_key=api_key,
         webhook_auth=webhook_auth,
         webhook_header=webhook_header,

@@ -96,7 +96,11 @@ def pagerduty_sandbox(
     being the subscription's current one.
     """
     state = PagerDutyState(
-        vendor="pagerduty", api_token=api_token, account=seeded_account(routing_key), subdomain=subdomain
+        vendor="pagerduty",
+        create_call=("POST", r"/incidents/?"),
+        api_token=api_token,
+        account=seeded_account(routing_key),
+        subdomain=subdomain,
     )
     secrets = [webhook_secret] if isinstance(webhook_secret, str) else list(webhook_secret or [])
     if hub_webhook_url:

@@ -81,6 +81,7 @@ def servicenow_sandbox(
     """
     state = ServiceNowState(
         vendor="servicenow",
+        create_call=("POST", r"/api/now/(v\d+/)?table/incident/?"),
         username=username,
         password=password,
         tables=seeded_tables(username),
