@@ -82,13 +82,11 @@ def test_readme_sets_every_variable_before_a_command_uses_it() -> None:
     assert unset == []
 
 
-def test_readme_blocks_are_found_with_their_marks() -> None:
+def test_readme_marks_are_ones_the_run_understands() -> None:
     blocks = readme_blocks(README.read_text())
-    assert [b.mark for b in blocks if b.mark] == [
-        "skip (this is the test suite itself)",
-        "background",
-        "skip (needs a PostgreSQL server)",
-    ]
+    marks = [b.mark for b in blocks if b.mark]
+    assert all(mark == "background" or mark.startswith("skip (") for mark in marks), marks
+    assert marks.count("background") == 1
     assert any("/api/v1/incidents/$ID/status" in b.body for b in blocks)
 
 
@@ -194,9 +192,9 @@ def test_readme_commands_run_as_written_on_a_fresh_checkout(
             _wait_until_ready(f"http://127.0.0.1:{port}/readyz", servers[-1], log)
         else:
             outputs.append(_run(body, checkout, env, timeout=600).stdout)
-    demo, tour = outputs  # the demo (with the set-up commands) and the API tour
+    said = "\n".join(outputs)  # the demo (after the set-up commands), then the API tour
     assert (checkout / ".venv" / "bin" / "incident-hub").exists()
-    assert "every event delivered once, signed" in demo, demo
-    assert re.search(r"^incident [0-9a-f-]{36}$", tour, re.MULTILINE), tour
-    assert '"status":"ACKNOWLEDGED"' in tour.replace(" ", ""), tour
-    assert "incident_hub_" in tour  # the metrics answer came last
+    assert "every event delivered once, signed" in said, said
+    assert re.search(r"^incident [0-9a-f-]{36}$", said, re.MULTILINE), said
+    assert '"status":"ACKNOWLEDGED"' in said.replace(" ", ""), said
+    assert "incident_hub_" in said  # the metrics answer, the tour's last call
