@@ -1,4 +1,4 @@
-"""Real pieces for tests: a loopback webhook receiver with programmable answers."""
+"""Real pieces for tests: a loopback webhook receiver with programmable answers; the vendors' documents."""
 
 from __future__ import annotations
 
@@ -9,9 +9,14 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 from incident_hub.serving import free_port
+
+# The vendors' specifications and payload examples the contract tests read, with their sources and
+# licences in vendor/SOURCES.md. Tests read them from here and nowhere else, so any clone passes.
+VENDOR = Path(__file__).resolve().parent / "vendor"
 
 
 @dataclass

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,10 +20,10 @@ from incident_hub.mapping.validation import sample_incident
 from incident_hub.model import Severity, Status
 from incident_hub.store.tables import Base
 from tests.conftest import key_for
-from tests.support import Receiver
+from tests.support import VENDOR, Receiver
 
-VENDOR = Path(__file__).resolve().parents[2] / "shared" / "vendor" / "pagerduty" / "webhooks-v3"
-ACKNOWLEDGED = json.loads((VENDOR / "zulip-fixtures" / "acknowledged_v3.json").read_text())
+WEBHOOKS = VENDOR / "pagerduty" / "webhooks-v3"
+ACKNOWLEDGED = json.loads((WEBHOOKS / "zulip-fixtures" / "acknowledged_v3.json").read_text())
 
 
 @pytest.fixture

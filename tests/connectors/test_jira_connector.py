@@ -46,10 +46,10 @@ from incident_hub.serving import ServerThread
 from incident_hub.signing import sign_sha256
 from incident_hub.sync.retry import PermanentDeliveryError
 from tests.conftest import key_for, test_settings
-from tests.support import settle, wait_until
+from tests.support import VENDOR, settle, wait_until
 
-VENDOR = Path(__file__).resolve().parents[3] / "shared" / "vendor" / "jira"
-EXAMPLES = VENDOR / "webhook-examples" / "mattermost-plugin-jira"
+JIRA_FILES = VENDOR / "jira"
+EXAMPLES = JIRA_FILES / "webhook-examples" / "mattermost-plugin-jira"
 EMAIL, TOKEN, SECRET = "hub@example.com", "jira-api-token", "jira-webhook-secret"
 API = "/rest/api/3"
 MIA = {"actor": HUMAN_ACCOUNT_ID}
@@ -650,7 +650,7 @@ def test_hub_incident_id_is_read_from_the_issue_label() -> None:
 
 def test_signature_test_vector_verifies(monkeypatch: pytest.MonkeyPatch) -> None:
     vector = json.loads(
-        (VENDOR / "webhook-signature" / "atlassian-secure-admin-webhooks-test-vector.json").read_text()
+        (JIRA_FILES / "webhook-signature" / "atlassian-secure-admin-webhooks-test-vector.json").read_text()
     )
     body = vector["payload_utf8"].encode()
     monkeypatch.setenv("JIRA_WEBHOOK_SECRET", vector["secret"])

@@ -45,9 +45,9 @@ from incident_hub.sandbox.opsgenie import OpsgenieState, opsgenie_sandbox
 from incident_hub.serving import ServerThread
 from incident_hub.sync.retry import PermanentDeliveryError, RetryableDeliveryError
 from tests.conftest import key_for, test_settings
-from tests.support import settle, wait_until
+from tests.support import VENDOR, settle, wait_until
 
-VENDOR = Path(__file__).resolve().parents[3] / "shared" / "vendor" / "opsgenie" / "webhook-examples"
+EXAMPLES = VENDOR / "opsgenie" / "webhook-examples"
 KEY, SECRET = "og-genie-key", "og-webhook-secret"
 HEADER = "X-Incident-Hub-Secret"
 MIA, SAM = "mia@example.com", "sam@example.com"
@@ -302,7 +302,7 @@ def test_request_that_ends_failed_is_a_dead_delivery_with_opsgenies_status(world
 
 @pytest.mark.slow
 def test_webhooks_without_the_secret_are_refused(world: OpsgenieWorld) -> None:
-    body = (VENDOR / "zulip-fixtures" / "acknowledge.json").read_bytes()
+    body = (EXAMPLES / "zulip-fixtures" / "acknowledge.json").read_bytes()
     post = world.api.post
     assert post("/webhooks/opsgenie", content=body).status_code == 401
     assert post("/webhooks/opsgenie", content=body, headers={HEADER: "guess"}).status_code == 401
@@ -571,7 +571,7 @@ def _secret(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def _example(name: str) -> bytes:
     folder = "opsgenie-docs" if name == "docs-create.json" else "zulip-fixtures"
-    return (VENDOR / folder / name.removeprefix("docs-")).read_bytes()
+    return (EXAMPLES / folder / name.removeprefix("docs-")).read_bytes()
 
 
 def test_header_secret_is_checked_in_constant_time_and_case_insensitively() -> None:
@@ -719,7 +719,10 @@ def test_default_mapping_is_total_stable_and_reads_p5_as_sev4() -> None:
     assert to_canonical(mapping, working, {"status": "closed"}).status is Status.RESOLVED
 
 
-_EXAMPLES = [*sorted((VENDOR / "zulip-fixtures").glob("*.json")), VENDOR / "opsgenie-docs" / "create.json"]
+_EXAMPLES = [
+    *sorted((EXAMPLES / "zulip-fixtures").glob("*.json")),
+    EXAMPLES / "opsgenie-docs" / "create.json",
+]
 
 
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow], deadline=None)
@@ -757,7 +760,7 @@ def test_mutated_payloads_raise_only_the_typed_parse_error(path: Path, data: st.
 
 
 def test_escalate_notice_is_kept_without_the_integration_headers_it_repeats() -> None:
-    body = (VENDOR / "zulip-fixtures" / "escalate.json").read_bytes()
+    body = (EXAMPLES / "zulip-fixtures" / "escalate.json").read_bytes()
     assert "headers" in json.loads(body)
     kept = json.loads(_connector().stored_body(body))
     assert "headers" not in kept and kept["alert"] == json.loads(body)["alert"]

@@ -36,9 +36,9 @@ from incident_hub.sandbox.pagerduty import (
 from incident_hub.serving import ServerThread
 from incident_hub.signing import sign_sha256
 from tests.conftest import key_for, test_settings
-from tests.support import settle, wait_until
+from tests.support import VENDOR, settle, wait_until
 
-VENDOR = Path(__file__).resolve().parents[3] / "shared" / "vendor" / "pagerduty" / "webhooks-v3"
+WEBHOOKS = VENDOR / "pagerduty" / "webhooks-v3"
 TOKEN, SECRET = "pd-token-123", "pd-webhook-secret"
 CONTROL = "/_sandbox/pagerduty"
 
@@ -298,7 +298,7 @@ def test_refused_create_is_dead_and_replays_once_after_the_fix(world: PagerDutyW
 
 
 def test_forged_and_unsigned_webhooks_are_refused(world: PagerDutyWorld) -> None:
-    body = (VENDOR / "zulip-fixtures" / "triggered_v3.json").read_bytes()
+    body = (WEBHOOKS / "zulip-fixtures" / "triggered_v3.json").read_bytes()
     post = world.api.post
     assert post("/webhooks/pagerduty", content=body).status_code == 401
     forged = {"X-PagerDuty-Signature": "v1=" + sign_sha256("not-the-secret", body)}
@@ -335,7 +335,7 @@ def _connector() -> PagerDutyConnector:
     ],
 )
 def test_vendor_examples_parse_into_changes(fixture: str, kind: ChangeKind, status: str | None) -> None:
-    body = (VENDOR / "zulip-fixtures" / fixture).read_bytes()
+    body = (WEBHOOKS / "zulip-fixtures" / fixture).read_bytes()
     change, *notes = _connector().parse_webhook({}, body)
     data = json.loads(body)["event"]["data"]
     assert (change.kind, change.external_id) == (kind, data["id"])
@@ -351,10 +351,10 @@ def test_vendor_examples_parse_into_changes(fixture: str, kind: ChangeKind, stat
 
 
 def test_vendor_priority_and_note_examples_parse() -> None:
-    body = (VENDOR / "pagerduty-developer-docs" / "incident.priority_updated.json").read_bytes()
+    body = (WEBHOOKS / "pagerduty-developer-docs" / "incident.priority_updated.json").read_bytes()
     (change,) = _connector().parse_webhook({}, body)
     assert change.fields["priority"] == json.loads(body)["event"]["data"]["priority"]["summary"]
-    (note,) = _connector().parse_webhook({}, (VENDOR / "zulip-fixtures" / "annotated_v3.json").read_bytes())
+    (note,) = _connector().parse_webhook({}, (WEBHOOKS / "zulip-fixtures" / "annotated_v3.json").read_bytes())
     assert note.kind is ChangeKind.NOTE and note.note is not None
     assert note.note.body.startswith("Running KILL")
 
@@ -362,8 +362,8 @@ def test_vendor_priority_and_note_examples_parse() -> None:
 def test_signature_test_vector_verifies(monkeypatch: pytest.MonkeyPatch) -> None:
     from incident_hub.connectors.base import WebhookRejected
 
-    vector = json.loads((VENDOR / "signature" / "go-pagerduty-test-vector.json").read_text())
-    body = (VENDOR / "signature" / vector["body_file"]).read_bytes()
+    vector = json.loads((WEBHOOKS / "signature" / "go-pagerduty-test-vector.json").read_text())
+    body = (WEBHOOKS / "signature" / vector["body_file"]).read_bytes()
     monkeypatch.setenv("PD_WEBHOOK_SECRET", vector["secret"])
     for case in vector["cases"]:
         headers = {"x-pagerduty-signature": case["header_value"]}
@@ -374,7 +374,7 @@ def test_signature_test_vector_verifies(monkeypatch: pytest.MonkeyPatch) -> None
                 _connector().verify_webhook(headers, body)
 
 
-_FIXTURES = sorted((VENDOR / "zulip-fixtures").glob("*.json"))
+_FIXTURES = sorted((WEBHOOKS / "zulip-fixtures").glob("*.json"))
 
 
 @settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])

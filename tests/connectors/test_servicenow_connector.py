@@ -1,8 +1,8 @@
 """ServiceNow: one HTTP exchange at a time through the real `pysnc` client (respx), webhooks parsed from
 the hub's documented contract, the default mapping, and the connector against the sandbox over loopback
 HTTPS with every request and answer checked against the Table API reference's examples
-(`vendor/servicenow/table-api-examples/`, `incident-choice-values.json`: there is no OpenAPI document for
-the Table API, so those documents are the contract)."""
+(`tests/vendor/servicenow/table-api-examples/`, `incident-choice-values.json`: there is no OpenAPI
+document for the Table API, so those documents are the contract)."""
 
 from __future__ import annotations
 
@@ -46,12 +46,12 @@ from incident_hub.serving import ServerThread
 from incident_hub.store.tables import InboxRow
 from incident_hub.sync.retry import PermanentDeliveryError, RetryableDeliveryError
 from tests.conftest import key_for, test_settings
-from tests.support import wait_until
+from tests.support import VENDOR, wait_until
 from tests.test_mapping import incident
 
-VENDOR = Path(__file__).resolve().parents[3] / "shared" / "vendor" / "servicenow"
-EXAMPLES = VENDOR / "table-api-examples"
-CHOICES = json.loads((VENDOR / "incident-choice-values.json").read_text())
+SERVICENOW = VENDOR / "servicenow"
+EXAMPLES = SERVICENOW / "table-api-examples"
+CHOICES = json.loads((SERVICENOW / "incident-choice-values.json").read_text())
 BASE = "https://dev00000.service-now.com"
 TABLE = f"{BASE}/api/now/table/incident"
 USER, PASSWORD, SECRET = "incident.hub", "sn-password", "business-rule-secret"

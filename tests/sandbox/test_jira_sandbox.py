@@ -10,7 +10,6 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -25,12 +24,12 @@ from openapi_core.validation.response.exceptions import MissingData
 from incident_hub.sandbox.common import Sandbox
 from incident_hub.sandbox.jira import HUMAN_ACCOUNT_ID, SERVICE_ACCOUNT_ID, SEVERITY_FIELD, jira_sandbox
 from incident_hub.signing import sign_sha256, signature_matches
-from tests.support import Receiver
+from tests.support import VENDOR, Receiver
 
-VENDOR = Path(__file__).resolve().parents[3] / "shared" / "vendor" / "jira"
-SPEC = VENDOR / "jira-cloud-platform-rest-v3.swagger-v3.v3.json"
-EXAMPLES = VENDOR / "webhook-examples" / "mattermost-plugin-jira"
-SIGNATURE_VECTOR = VENDOR / "webhook-signature" / "atlassian-secure-admin-webhooks-test-vector.json"
+JIRA_FILES = VENDOR / "jira"
+SPEC = JIRA_FILES / "jira-cloud-platform-rest-v3.swagger-v3.v3.json"
+EXAMPLES = JIRA_FILES / "webhook-examples" / "mattermost-plugin-jira"
+SIGNATURE_VECTOR = JIRA_FILES / "webhook-signature" / "atlassian-secure-admin-webhooks-test-vector.json"
 
 EMAIL, TOKEN, SECRET = "hub@example.com", "jira-api-token", "It's a Secret to Everybody"
 START = datetime(2026, 11, 24, 13, 0, tzinfo=UTC)

@@ -1,7 +1,7 @@
 """Contract tests of the Opsgenie sandbox, driven by the connector (the real `opsgenie-sdk`) over HTTPS.
 
 Every request the sandbox receives and every response it gives is checked against Opsgenie's own Swagger
-2.0 document (`../shared/vendor/opsgenie/opsgenie-oas/swagger.json`). openapi-core reads OpenAPI 3 only,
+2.0 document (`tests/vendor/opsgenie/opsgenie-oas/swagger.json`). openapi-core reads OpenAPI 3 only,
 so the check is done here: the operation is found by path template and method, its parameters are checked
 by their Swagger `type`/`enum`/`minimum`/`maximum`, and bodies are validated with jsonschema (draft 4, the
 dialect of Swagger 2.0 schemas) against `#/definitions/...` of the same document. Places where the spec
@@ -23,7 +23,6 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -40,11 +39,11 @@ from incident_hub.model import ExternalRef, Incident, Severity, Status
 from incident_hub.sandbox.common import CONTROL_PREFIX, Sandbox
 from incident_hub.sandbox.opsgenie import OpsgenieState, opsgenie_sandbox
 from incident_hub.sync.retry import DeliveryError, PermanentDeliveryError
-from tests.support import Received, Receiver
+from tests.support import VENDOR, Received, Receiver
 
-VENDOR = Path(__file__).resolve().parents[3] / "shared" / "vendor" / "opsgenie"
-SPEC = VENDOR / "opsgenie-oas" / "swagger.json"
-EXAMPLES = VENDOR / "webhook-examples"
+OPSGENIE = VENDOR / "opsgenie"
+SPEC = OPSGENIE / "opsgenie-oas" / "swagger.json"
+EXAMPLES = OPSGENIE / "webhook-examples"
 KEY, SECRET = "eb243592-faa2-4ba2-a551q-1afdf565c889", "hub-webhook-secret"
 MIA, SAM = "mia@example.com", "sam@example.com"
 

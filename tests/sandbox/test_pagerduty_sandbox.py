@@ -1,10 +1,10 @@
 """Contract tests of the PagerDuty sandbox, driven by the real `pagerduty` client over loopback HTTPS.
 
 Every request the client sends and every response the sandbox gives is checked against PagerDuty's own
-OpenAPI documents (`../shared/vendor/pagerduty/`); the few places where those documents contradict the
-live API and their own examples are listed in `SPEC_QUIRKS`, each with its location in the spec. Webhooks
-are checked against PagerDuty's signature scheme and test vector, and against the documented and captured
-V3 payloads.
+OpenAPI documents (`tests/vendor/pagerduty/`, trimmed to the operations used); the few places where those
+documents contradict the live API and their own examples are listed in `SPEC_QUIRKS`, each with its
+location in the spec. Webhooks are checked against PagerDuty's signature scheme and test vector, and
+against the documented and captured V3 payloads.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -45,10 +44,10 @@ from incident_hub.sandbox.pagerduty import (
     signature,
 )
 from incident_hub.signing import signature_matches
-from tests.support import Received, Receiver
+from tests.support import VENDOR, Received, Receiver
 
-VENDOR = Path(__file__).resolve().parents[3] / "shared" / "vendor" / "pagerduty"
-WEBHOOKS = VENDOR / "webhooks-v3"
+PAGERDUTY = VENDOR / "pagerduty"
+WEBHOOKS = PAGERDUTY / "webhooks-v3"
 TOKEN = "y4NbAkKc66ryYTWUXYEu"
 SECRET = "hub-subscription-secret"
 REST_HOST = "https://api.pagerduty.com"
@@ -65,7 +64,7 @@ def spec(name: str) -> OpenAPI:
     The spec's own schema check is off: `components/parameters/sre_memories_limit/schema` has
     `default: "20 - incident_summary"` for an integer, which openapi-spec-validator rejects.
     """
-    return OpenAPI.from_file_path(str(VENDOR / name), config=Config(spec_validator_cls=None))
+    return OpenAPI.from_file_path(str(PAGERDUTY / name), config=Config(spec_validator_cls=None))
 
 
 @dataclass(frozen=True)
@@ -690,7 +689,7 @@ CAPTURES = {
     "incident.responder.added": "responder_added.json",
 }
 # The 2021 captures predate these incident fields; PagerDuty's documented `incident` data has all of them
-# (vendor/pagerduty/NOTES.md, "Note the real-world variations").
+# (tests/vendor/pagerduty/NOTES.md, "Note the real-world variations").
 ADDED_SINCE_2021 = {"/data/incident_key", "/data/created_at", "/data/reopened_at", "/data/incident_type"}
 
 

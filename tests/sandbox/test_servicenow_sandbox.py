@@ -1,6 +1,6 @@
 """Contract tests of the ServiceNow sandbox against ServiceNow's own documents, over loopback HTTPS.
 
-There is no OpenAPI document for the Table API (vendor/servicenow/NOTES.md): the contract is built from
+There is no OpenAPI document for the Table API (tests/vendor/servicenow/NOTES.md): the contract is built from
 the Table API reference's examples (`table-api-examples/*.json`, requests and responses byte-exact from
 docs/c_TableAPI.md) and the incident choice values (`incident-choice-values.json`). The documented
 requests are replayed as written; the answers must have the documented shape: `{"result": ...}`, the
@@ -15,7 +15,6 @@ import json
 import re
 import ssl
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -25,11 +24,11 @@ from incident_hub.connectors.base import ChangeKind, ConnectorConfig, Secret
 from incident_hub.connectors.servicenow import ServiceNowConnector
 from incident_hub.sandbox.common import Sandbox
 from incident_hub.sandbox.servicenow import ServiceNowState, group_id, servicenow_sandbox, user_id
-from tests.support import Receiver
+from tests.support import VENDOR, Receiver
 
-VENDOR = Path(__file__).resolve().parents[3] / "shared" / "vendor" / "servicenow"
-EXAMPLES = VENDOR / "table-api-examples"
-CHOICES = json.loads((VENDOR / "incident-choice-values.json").read_text())
+SERVICENOW = VENDOR / "servicenow"
+EXAMPLES = SERVICENOW / "table-api-examples"
+CHOICES = json.loads((SERVICENOW / "incident-choice-values.json").read_text())
 USER, PASSWORD, SECRET = "incident.hub", "sn-password", "business-rule-secret"
 CONTROL = "/_sandbox/servicenow"
 SYS_ID = re.compile(r"^[0-9a-f]{32}$")

@@ -1,7 +1,7 @@
 """PagerDuty's JSON for incidents, notes and log entries (REST API v2), and V3 webhook events.
 
 REST shapes follow the response examples in `rest-api-v2.openapiv3.json`; webhook shapes follow the
-developer docs' `event.data` examples and real deliveries (`../shared/vendor/pagerduty/webhooks-v3/`).
+developer docs' `event.data` examples and real deliveries (`tests/vendor/pagerduty/webhooks-v3/`).
 """
 
 from __future__ import annotations
