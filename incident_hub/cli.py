@@ -193,15 +193,8 @@ def apikey_revoke(key_id: str) -> None:
     typer.echo(f"revoked {key_id}")
 
 
-@app.command()
-def replay(
-    delivery_id: Annotated[list[int] | None, typer.Argument(help="Dead deliveries to replay.")] = None,
-    all_: Annotated[bool, typer.Option("--all", help="Replay every dead delivery.")] = False,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before replaying all.")] = False,
-    send: Annotated[bool, typer.Option(help="Send them now, from this process.")] = False,
-) -> None:
-    """Same as `deliveries replay`: with no id, asks before replaying every dead delivery, or give --all."""
-    deliveries_cli.replay_dead(delivery_id or [], all_=all_, yes=yes, send=send)
+# `incident-hub replay` is kept as a short form of `incident-hub deliveries replay` (same options).
+app.command("replay")(deliveries_cli.replay)
 
 
 @app.command()
