@@ -69,8 +69,11 @@ class SignalAction(StrEnum):
 
 
 class SignalOutcome(BaseModel):
+    """What a signal did; `incident_id` is the human id as on incidents and events, `id` the uuid."""
+
     action: SignalAction
     incident_id: str | None = None
+    id: str | None = None
     number: str | None = None
     severity: Severity | None = None
 
@@ -101,7 +104,8 @@ class Signals:
             )
             return SignalOutcome(
                 action=SignalAction.RESOLVED,
-                incident_id=incident_id,
+                incident_id=resolved.number,
+                id=incident_id,
                 number=resolved.number,
                 severity=resolved.severity,
             )
@@ -111,7 +115,8 @@ class Signals:
             if _RANK.index(wanted) >= _RANK.index(current):
                 return SignalOutcome(
                     action=SignalAction.ALREADY_OPEN,
-                    incident_id=str(found.id),
+                    incident_id=found.number,
+                    id=str(found.id),
                     number=found.number,
                     severity=current,
                 )
@@ -120,7 +125,8 @@ class Signals:
             )
             return SignalOutcome(
                 action=SignalAction.RAISED,
-                incident_id=str(found.id),
+                incident_id=raised.incident.number,
+                id=str(found.id),
                 number=raised.incident.number,
                 severity=raised.incident.severity,
             )
@@ -138,7 +144,11 @@ class Signals:
         incident = created.incident
         action = SignalAction.OPENED if not created.deduplicated else SignalAction.ALREADY_OPEN
         return SignalOutcome(
-            action=action, incident_id=str(incident.id), number=incident.number, severity=incident.severity
+            action=action,
+            incident_id=incident.number,
+            id=str(incident.id),
+            number=incident.number,
+            severity=incident.severity,
         )
 
 

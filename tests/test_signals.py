@@ -44,6 +44,9 @@ def test_stuck_opens_one_incident_and_repeats_cost_one_read(api: TestClient, hub
     body = opened.json()
     assert (body["action"], body["severity"]) == ("opened", "SEV2_HIGH")
     incident = api.get(f"/api/v1/incidents/{body['incident_id']}").json()
+    # The answer names the incident as incidents and events do: human id, uuid beside it.
+    assert (body["incident_id"], body["id"]) == (incident["incident_id"], incident["id"])
+    assert body["incident_id"].startswith("INC-")
     assert incident["title"] == "replication stuck on db-2/nvme0"
     assert incident["dedup_key"] == "signal:db-2/nvme0/replication"
     assert incident["source"] == "signals"
