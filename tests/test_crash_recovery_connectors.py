@@ -232,6 +232,8 @@ class World:
             "credentials": {"env": "CRASH_TEST_PD_TOKEN"},
             "webhook_secret": {"env": "CRASH_TEST_PD_WEBHOOK_SECRET"},
             "timeout_seconds": 3,
+            # Creates left unanswered by the kill have an unknown outcome: a short in-doubt window.
+            "in_doubt_schedule_seconds": [0.5, 1.0],
             "options": {"from_email": HUB_EMAIL, "service_id": SERVICE_ID, "hub_user_id": HUB_USER_ID},
         }
         jira = {
@@ -242,6 +244,7 @@ class World:
             "credentials": {"env": "CRASH_TEST_JIRA_TOKEN"},
             "webhook_secret": {"env": "CRASH_TEST_JIRA_WEBHOOK_SECRET"},
             "timeout_seconds": 3,
+            "in_doubt_schedule_seconds": [0.5, 1.0],
             "options": {"email": JIRA_EMAIL, "project_key": "OPS", "hub_account_id": SERVICE_ACCOUNT_ID},
         }
         with self.api() as api:

@@ -195,6 +195,7 @@ def test_readme_commands_run_as_written_on_a_fresh_checkout(
     said = "\n".join(outputs)  # the demo (after the set-up commands), then the API tour
     assert (checkout / ".venv" / "bin" / "incident-hub").exists()
     assert "every event delivered once, signed" in said, said
-    assert re.search(r"^incident [0-9a-f-]{36}$", said, re.MULTILINE), said
+    assert re.search(r"^incident INC-[0-9]{8}-[0-9]{3,}$", said, re.MULTILINE), said  # the seed's human id
     assert '"status":"ACKNOWLEDGED"' in said.replace(" ", ""), said
     assert "incident_hub_" in said  # the metrics answer, the tour's last call
+    assert re.search(r"^database at revision \S+ \(head\)$", said, re.MULTILINE), said  # the CLI block
