@@ -137,7 +137,48 @@ def test_three_replicas_deliver_every_change_once_in_order(postgres_url: str, tm
                     inbox = session.scalar(select(func.count()).where(InboxRow.state == "pending"))
                 return pending == 0 and inbox == 0
 
-            wait_until(drained, timeout=120, describe=lambda: first.log_tail())
+            def backlog() -> str:
+                with db.read() as session:
+                    rows = session.execute(
+                        select(
+                            DeliveryRow.id,
+                            DeliveryRow.target_id,
+                            DeliveryRow.attempts,
+                            DeliveryRow.next_attempt_at,
+                            DeliveryRow.in_doubt_since,
+                            DeliveryRow.last_error,
+                        )
+                        .where(DeliveryRow.state == "pending")
+                        .limit(10)
+                    ).all()
+                    inbox = session.execute(
+                        select(InboxRow.id, InboxRow.connector_id, InboxRow.error)
+                        .where(InboxRow.state == "pending")
+                        .limit(5)
+                    ).all()
+                    behind = ""
+                    if rows:
+                        key = session.scalar(
+                            select(DeliveryRow.ordering_key).where(DeliveryRow.id == rows[0].id)
+                        )
+                        behind = str(
+                            session.execute(
+                                select(
+                                    DeliveryRow.id,
+                                    DeliveryRow.target_id,
+                                    DeliveryRow.state,
+                                    DeliveryRow.attempts,
+                                    DeliveryRow.in_doubt_outcome,
+                                    DeliveryRow.last_error,
+                                ).where(DeliveryRow.ordering_key == key)
+                            ).all()
+                        )
+                return (
+                    f"pending deliveries {rows}; all of the first one's incident {behind}; "
+                    f"pending inbox {inbox}; log: {first.log_tail()}"
+                )
+
+            wait_until(drained, timeout=120, describe=backlog)
 
             # The subscriber: every event once, in the order of its deliveries per incident.
             with db.read() as session:

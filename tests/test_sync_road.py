@@ -17,8 +17,10 @@ import pytest
 
 from incident_hub.api.app import create_app
 from incident_hub.api.auth import Scope
-from incident_hub.connectors.base import available_kinds
+from incident_hub.commands import IncidentDraft
+from incident_hub.connectors.base import ConnectorConfig, available_kinds
 from incident_hub.hub import Hub
+from incident_hub.model import Severity
 from incident_hub.serving import ServerThread
 from incident_hub.signing import sign_sha256
 from tests.conftest import key_for, test_settings
@@ -329,3 +331,42 @@ def test_a_webhook_that_keeps_failing_is_listed_and_replayed_once_fixed(
     assert [i["title"] for i in world.incidents()] == ["Queue stuck"]
     assert world.api.get("/api/v1/inbox", params={"state": "failed"}).json() == []
     assert world.api.post(f"/api/v1/inbox/{failed['id']}/replay").status_code == 409
+
+
+def test_a_connector_another_replica_just_added_gets_its_first_push(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A replica that read the stored connectors before another replica added one does not call the new
+    connector's deliveries undeliverable: it reads the connectors afresh once."""
+    service = TicketService()
+    monkeypatch.setenv("TICKETS_TOKEN", "token-1")
+    monkeypatch.setenv("TICKETS_WEBHOOK_SECRET", service.secret)
+    settings = test_settings(database_url, tmp_path, inbox_poll_seconds=0.05)
+    pushing_app = create_app(settings)
+    pushing: Hub = pushing_app.state.hub
+    pushing.connectors.cache_seconds = 3600  # the race made certain: this replica never re-reads by itself
+    with ServerThread(tickets_app(service)) as vendor, ServerThread(pushing_app) as server:
+        service.hub_url = f"{server.url}/webhooks/tickets"
+        assert pushing.connectors.states() == []  # read and kept: no connector yet
+        adding = Hub(settings)  # another replica on the same database
+        try:
+            adding.connectors.upsert(
+                ConnectorConfig.model_validate(
+                    {
+                        "id": "tickets",
+                        "kind": "tickets",
+                        "base_url": vendor.url,
+                        "credentials": {"env": "TICKETS_TOKEN"},
+                        "webhook_secret": {"env": "TICKETS_WEBHOOK_SECRET"},
+                        "options": {"account": service.bot},
+                    }
+                )
+            )
+            adding.incidents.create(IncidentDraft(title="Added elsewhere", severity=Severity.SEV2_HIGH))
+        finally:
+            adding.db.dispose()
+        wait_until(lambda: service.tickets, timeout=10)
+        with httpx.Client(base_url=server.url, headers=key_for(pushing, Scope.ADMIN)) as api:
+            dead = api.get("/api/v1/deliveries", params={"state": "dead"}).json()
+        assert dead == []
+        assert [t["subject"] for t in service.tickets.values()] == ["Added elsewhere"]

@@ -70,7 +70,7 @@ class ConnectorTarget:
 
     async def deliver(self, delivery: ClaimedDelivery) -> int | None:
         try:
-            connector = await asyncio.to_thread(self.registry.get, delivery.target_id)
+            connector = await asyncio.to_thread(self._connector, delivery.target_id)
         except (NotFound, ConnectorError) as error:
             raise PermanentDeliveryError(f"connector {delivery.target_id}: {error}") from error
         state = await asyncio.to_thread(self.registry.state, connector.id)
@@ -93,6 +93,15 @@ class ConnectorTarget:
         if result is not None and active is not None:
             await asyncio.to_thread(self._record_mapping_version, delivery.id, active.version)
         return result
+
+    def _connector(self, connector_id: str) -> Connector:
+        try:
+            return self.registry.get(connector_id)
+        except NotFound:
+            # A connector another replica added within this registry's cache time is not known here yet:
+            # read the stored connectors afresh once before calling the delivery undeliverable.
+            self.registry.invalidate()
+            return self.registry.get(connector_id)
 
     def _active_mapping(self, connector: Connector) -> MappingVersion | None:
         """The current stored mapping version, handed to the connector too (it may read it inside)."""
