@@ -265,6 +265,14 @@ class World:
             lambda: "the sandboxes are still answering the dead hub's calls",
         )
 
+    def start_and_kill_holding(self, held: dict[Calls, tuple[Matcher, int]]) -> None:
+        """Start the hub with the rules already holding (a restarted hub pushes at once), then as
+        `kill_holding`."""
+        for calls, (rule, _) in held.items():
+            calls.hold(rule)
+        self.start()
+        self.kill_holding(held)
+
     def kill_holding(self, held: dict[Calls, tuple[Matcher, int]]) -> None:
         """Hold the calls each rule matches; SIGKILL the hub once `count` of each are held."""
         for calls, (rule, _) in held.items():
@@ -531,15 +539,17 @@ def test_pushes_killed_while_their_calls_are_unanswered_are_made_once_after_rest
 
     # Kill 1: every create is at its vendor, unanswered. The vendors make the objects; the hub never
     # learns their ids (their webhooks find it dead).
-    world.start()
-    world.kill_holding({world.pd_calls: (pd_create, len(ids)), world.jira_calls: (jira_create, len(ids))})
+    world.start_and_kill_holding(
+        {world.pd_calls: (pd_create, len(ids)), world.jira_calls: (jira_create, len(ids))}
+    )
     assert len(world.pd_state.incidents) == len(world.jira_state.issues) == len(ids)
     assert hub_refs(world.db, "pagerduty") == hub_refs(world.db, "jira") == {}
 
     # Kill 2: after the restart the hub finds the objects (check-before-create) and brings them to the
     # incidents' status; those writes are at the vendors, unanswered, when it dies again.
-    world.start()
-    world.kill_holding({world.pd_calls: (pd_update, len(ids)), world.jira_calls: (jira_transition, len(ids))})
+    world.start_and_kill_holding(
+        {world.pd_calls: (pd_update, len(ids)), world.jira_calls: (jira_transition, len(ids))}
+    )
     assert hub_refs(world.db, "pagerduty") == hub_refs(world.db, "jira") == {}
     for incident_id in ids:
         (pd_incident,) = pd_incidents_for(world.pd_state, incident_id)
