@@ -19,6 +19,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import select
 
+from incident_hub.api.throttle import FailureThrottle
 from incident_hub.clock import utcnow
 from incident_hub.errors import HubError
 from incident_hub.store.db import Database
@@ -82,9 +83,13 @@ def _hash(key: str) -> str:
 class ApiKeys:
     """Issue, verify and revoke keys. Verified keys are trusted for `cache_seconds` (revocation lag)."""
 
-    def __init__(self, db: Database, cache_seconds: float = 30.0) -> None:
+    def __init__(
+        self, db: Database, cache_seconds: float = 30.0, failures: FailureThrottle | None = None
+    ) -> None:
         self.db = db
         self.cache_seconds = cache_seconds
+        # Failed attempts per client address (API and admin login share it).
+        self.failures = failures or FailureThrottle()
         self._cache: dict[str, tuple[float, Principal]] = {}
         self._lock = threading.Lock()
 
@@ -131,13 +136,23 @@ class ApiKeys:
             self._cache.clear()
         return True
 
-    def verify(self, key: str) -> Principal | None:
+    def verify(self, key: str, remote: str | None = None) -> Principal | None:
+        """The key's principal, or None. A caller at a throttled `remote` address gets an answer only
+        for keys verified recently (no database lookup); otherwise `Throttled` is raised. A failure
+        counts against `remote`."""
         digest = _hash(key)
         now = time.monotonic()
         with self._lock:
             cached = self._cache.get(digest)
         if cached is not None and cached[0] > now:
             return cached[1]
+        self.failures.refuse(remote)
+        principal = self._lookup(key, digest, now)
+        if principal is None:
+            self.failures.failed(remote, "api key")
+        return principal
+
+    def _lookup(self, key: str, digest: str, now: float) -> Principal | None:
         parts = key.split("_")
         if len(parts) < 3 or parts[0] != "ih":
             return None
@@ -165,7 +180,7 @@ def require(scope: Scope) -> Callable[..., Principal]:
         if credentials is None or credentials.scheme.lower() != "bearer":
             raise Unauthenticated("missing API key: send 'Authorization: Bearer <key>'")
         keys: ApiKeys = request.app.state.hub.api_keys
-        principal = keys.verify(credentials.credentials)
+        principal = keys.verify(credentials.credentials, request.client.host if request.client else None)
         if principal is None:
             raise Unauthenticated("unknown or revoked API key")
         if not principal.allows(scope):
