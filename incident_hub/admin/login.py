@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 import math
+import posixpath
 import secrets
 from typing import Annotated
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
@@ -21,10 +23,18 @@ router = APIRouter()
 
 
 def _safe_next(target: str | None) -> str:
-    # Only back into the admin UI: never an open redirect to another site (`//evil.example`).
-    if target and target.startswith("/admin") and not target.startswith("//"):
-        return target
-    return "/admin/connectors"
+    """Only back into the admin UI: never an open redirect to another site (`//evil.example`), nor a
+    path that leaves /admin once normalised (`/admin/..//evil.example`)."""
+    default = "/admin/connectors"
+    if not target or "\\" in target:
+        return default
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc:
+        return default
+    path = posixpath.normpath(parts.path)
+    if path != "/admin" and not path.startswith("/admin/"):
+        return default
+    return path + (f"?{parts.query}" if parts.query else "")
 
 
 def _set_cookie(request: Request, response: Response, name: str, value: str, max_age: float) -> None:

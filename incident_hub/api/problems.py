@@ -6,6 +6,7 @@ import json
 import logging
 import math
 import re
+from collections.abc import Iterable
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -13,6 +14,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import BaseRoute, Match
+from starlette.types import Scope
 
 from incident_hub.api.throttle import Throttled
 from incident_hub.errors import HubError, MalformedJson
@@ -23,7 +26,14 @@ log = logging.getLogger(__name__)
 PROBLEM_JSON = "application/problem+json"
 
 
-def problem(status: int, title: str, detail: str, request: Request, **extra: Any) -> JSONResponse:
+def problem(
+    status: int,
+    title: str,
+    detail: str,
+    request: Request,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
     body = {
         "type": "about:blank",
         "title": title,
@@ -32,7 +42,9 @@ def problem(status: int, title: str, detail: str, request: Request, **extra: Any
         "instance": request.url.path,
         **extra,
     }
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    headers = dict(headers or {})
+    if status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
@@ -74,12 +86,33 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, error: StarletteHTTPException) -> JSONResponse:
-        return problem(error.status_code, _TITLES.get(error.status_code, "Error"), str(error.detail), request)
+        # Keep what the error carries for the client: `Allow` on a 405, for one.
+        title = _TITLES.get(error.status_code, "Error")
+        headers = dict(error.headers or {})
+        if error.status_code == 405:
+            # Starlette names only the first route on the path; GET and POST are often two routes.
+            allowed = _allowed_methods(request.app.router.routes, request.scope, set())
+            if allowed:
+                headers["Allow"] = ", ".join(sorted(allowed))
+        return problem(error.status_code, title, str(error.detail), request, headers=headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, error: Exception) -> JSONResponse:
         log.exception("unhandled error", extra={"path": request.url.path})
         return problem(500, "Internal error", "the hub failed to handle this request; see its logs", request)
+
+
+def _allowed_methods(routes: Iterable[BaseRoute], scope: Scope, found: set[str]) -> set[str]:
+    """Every method some route answers on the scope's path."""
+    for route in routes:
+        included = getattr(route, "original_router", None)  # FastAPI's included routers
+        if included is not None:
+            _allowed_methods(included.routes, scope, found)
+            continue
+        methods = getattr(route, "methods", None)
+        if methods and route.matches(scope)[0] is not Match.NONE:
+            found |= set(methods)
+    return found
 
 
 def _malformed_json(error: RequestValidationError) -> MalformedJson | None:

@@ -1,0 +1,42 @@
+"""HTTP conformance details a client or a scanner relies on."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("DELETE", "/api/v1/incidents", {"GET", "POST"}),
+        ("PUT", "/api/v1/incidents/INC-20260101-001", {"GET", "PATCH"}),
+        ("GET", "/webhooks/pagerduty", {"POST"}),
+    ],
+)
+def test_405_names_every_allowed_method(api: TestClient, method: str, path: str, allowed: set[str]) -> None:
+    response = api.request(method, path)
+    assert response.status_code == 405
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert allowed <= {m.strip() for m in response.headers["Allow"].split(",")}
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "/admin/..//evil.example",
+        "//evil.example",
+        "/admin/../../evil",
+        "https://evil.example/admin",
+        "/\\evil",
+    ],
+)
+def test_login_never_sends_a_browser_outside_the_admin_ui(client: TestClient, target: str) -> None:
+    form = client.get("/admin/login", params={"next": target})
+    assert f'value="{target}"' not in form.text
+    assert 'name="next" value="/admin/' in form.text
+
+
+def test_login_keeps_a_next_page_inside_the_admin_ui(client: TestClient) -> None:
+    form = client.get("/admin/login", params={"next": "/admin/deliveries?state=dead"})
+    assert 'name="next" value="/admin/deliveries?state=dead"' in form.text
