@@ -22,7 +22,8 @@ def healthz() -> dict[str, str]:
 
 @router.get("/readyz")
 def readyz(request: Request) -> JSONResponse:
-    """Ready when the database answers and its schema is at the current migration."""
+    """Ready when the database answers, its schema is at the current migration, and writes work: after a
+    write failed for want of the database (disk full, connection lost), a probe write decides."""
     hub: Hub = request.app.state.hub
     checks: dict[str, str] = {}
     try:
@@ -30,6 +31,9 @@ def readyz(request: Request) -> JSONResponse:
             session.execute(text("SELECT 1"))
         checks["database"] = "ok"
         checks["migrations"] = "ok" if migrate.is_current(hub.db) else "behind"
+        if hub.db.write_failure is not None:
+            failing = hub.db.probe_write()
+            checks["writes"] = "ok" if failing is None else f"failing: {failing}"
     except Exception as error:  # the probe reports any failure rather than raising it
         checks["database"] = f"unreachable: {type(error).__name__}"
     ready = all(v == "ok" for v in checks.values())

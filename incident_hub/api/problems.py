@@ -13,6 +13,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute, Match
 from starlette.types import Scope
@@ -20,10 +22,12 @@ from starlette.types import Scope
 from incident_hub.api.throttle import Throttled
 from incident_hub.errors import HubError, MalformedJson
 from incident_hub.model import REOPEN_FROM_CLOSED, IllegalTransition, Status
+from incident_hub.store.db import unavailable
 
 log = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
+DATABASE_RETRY_AFTER_SECONDS = 5
 
 
 def problem(
@@ -95,6 +99,28 @@ def install(app: FastAPI) -> None:
             if allowed:
                 headers["Allow"] = ", ".join(sorted(allowed))
         return problem(error.status_code, title, str(error.detail), request, headers=headers)
+
+    # Registered for DBAPIError (not left to the catch-all below): Starlette re-raises what reaches the
+    # catch-all after answering, and the server then drops the keep-alive connection, so a client could
+    # not tell whether its POST was applied.
+    @app.exception_handler(DBAPIError)
+    @app.exception_handler(PoolTimeout)
+    async def _database(request: Request, error: Exception) -> JSONResponse:
+        why = unavailable(error)
+        if why is None:
+            log.error("database error", exc_info=error, extra={"path": request.url.path})
+            return problem(
+                500, "Internal error", "the hub failed to handle this request; see its logs", request
+            )
+        log.warning("database unavailable", extra={"path": request.url.path, "reason": why})
+        return problem(
+            503,
+            "Database unavailable",
+            f"the hub cannot reach its database ({why}); nothing was changed by this request unless a "
+            "later read shows it: retry after the pause",
+            request,
+            headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)},
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, error: Exception) -> JSONResponse:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -10,6 +11,8 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 
 
@@ -36,17 +39,44 @@ class Database:
         # arrivals can overtake early ones by seconds. Queue writers here instead, in arrival order.
         self._write_turn = threading.RLock() if self.is_sqlite else None
         self._reader = sessionmaker(self._read_engine, expire_on_commit=False)
+        # Why the last write failed for want of the database (None once a write succeeds again).
+        self.write_failure: str | None = None
 
     @contextmanager
     def write(self) -> Iterator[Session]:
         """A write transaction: committed on success, rolled back on error. On SQLite it takes the write
         lock up front (BEGIN IMMEDIATE), so read-then-write never fails half way with SQLITE_BUSY."""
-        if self._write_turn is None:
-            with self._writer() as session, session.begin():
-                yield session
-            return
-        with self._write_turn, self._writer() as session, session.begin():
-            yield session
+        try:
+            if self._write_turn is None:
+                with self._writer() as session, session.begin():
+                    yield session
+            else:
+                with self._write_turn, self._writer() as session, session.begin():
+                    yield session
+        except Exception as error:
+            why = unavailable(error)
+            if why is not None:
+                self.write_failure = why
+            raise
+        self.write_failure = None
+
+    def probe_write(self) -> str | None:
+        """Whether writes work, by a write that needs a new page of the database (a table created and
+        rolled back: rewriting a row in place would succeed on a full disk); why not, or None."""
+        try:
+            with (
+                self._write_turn or contextlib.nullcontext(),
+                self.engine.connect() as connection,
+                connection.begin() as transaction,
+            ):
+                connection.exec_driver_sql("CREATE TABLE incident_hub_write_probe (filler TEXT)")
+                transaction.rollback()
+        except Exception as error:
+            why = unavailable(error) or type(error).__name__
+            self.write_failure = why
+            return why
+        self.write_failure = None
+        return None
 
     @contextmanager
     def read(self) -> Iterator[Session]:
@@ -55,6 +85,20 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def unavailable(error: BaseException) -> str | None:
+    """Why `error` means the database cannot be used right now (a retry later may succeed), or None for
+    errors that are about the statement itself (a constraint, a bug)."""
+    if isinstance(error, PoolTimeout):
+        return "no database connection free"
+    if isinstance(error, DBAPIError) and error.connection_invalidated:
+        return "connection to the database lost"
+    if isinstance(error, OperationalError | InterfaceError):
+        # The driver's first line names the cause (refused, terminated, disk full, locked); no parameters.
+        first = str(error.orig).strip().splitlines()[0] if error.orig is not None else type(error).__name__
+        return first[:200]
+    return None
 
 
 class DataDirectoryUnusable(Exception):
