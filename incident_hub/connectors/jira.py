@@ -232,7 +232,22 @@ class JiraConnector(Connector):
             raise WebhookRejected("X-Hub-Signature does not match the body")
 
     def webhook_event_id(self, headers: Mapping[str, str], body: bytes) -> str | None:
-        return headers.get(IDENTIFIER_HEADER) or None
+        """The change the signed body reports: its changelog id, or its comment's id and update time.
+        Never `X-Atlassian-Webhook-Identifier`: the signature does not cover headers, so a captured
+        body replayed with a new identifier would be applied again (and two different bodies sharing
+        one identifier would be taken as one). Without either id, the body's hash is the key."""
+        try:
+            payload = json.loads(body)
+            event = str(payload["webhookEvent"])
+            changelog = (payload.get("changelog") or {}).get("id")
+            if changelog:
+                return f"{event}:changelog:{changelog}"
+            comment = payload.get("comment") or {}
+            if comment.get("id"):
+                return f"{event}:comment:{comment['id']}:{comment.get('updated', '')}"[:200]
+        except (*_MALFORMED, UnicodeDecodeError):
+            pass
+        return None
 
     def parse_webhook(self, headers: Mapping[str, str], body: bytes) -> list[ExternalChange]:
         try:

@@ -218,11 +218,12 @@ class PagerDutyConnector(Connector):
             raise WebhookRejected("X-PagerDuty-Signature does not match the body")
 
     def webhook_event_id(self, headers: Mapping[str, str], body: bytes) -> str | None:
+        # The event id inside the signed body; never the unsigned `X-Webhook-Id` header, which a replay
+        # of a captured body could change (without an id, the body's hash is the key).
         try:
-            event_id = json.loads(body)["event"]["id"]
-        except (ValueError, KeyError, TypeError):
-            return headers.get("x-webhook-id")
-        return str(event_id)
+            return str(json.loads(body)["event"]["id"])
+        except (ValueError, KeyError, TypeError, RecursionError):
+            return None
 
     def parse_webhook(self, headers: Mapping[str, str], body: bytes) -> list[ExternalChange]:
         try:
