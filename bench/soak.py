@@ -11,13 +11,16 @@ rate limit at 25 calls/s as in those runs (`--rate-limit`).
 Every `--sample-seconds` (from its own thread, so the stream keeps its schedule) it reads:
 - the hub's resident memory (VmRSS of the server process);
 - inbox lag: how long the oldest webhook not yet applied has waited, and how many wait;
-- outbox lag: how long the oldest delivery due and not yet delivered has waited, and how many wait.
+- outbox lag: how long the oldest delivery due and not yet delivered has waited, and how many wait;
+- webhooks not yet sent: PagerDuty sends its webhooks one at a time, each after the hub answered the one
+  before, so a hub slow to take webhooks shows as changes whose webhook still waits in the sandbox.
 
 Per minute it prints RSS, mean and max inbox/outbox lag, and the p50/p99 propagation of the changes made
 in that minute (PagerDuty control call → Jira write that shows it; matched after the run, once drained).
 The baseline is the run's own first minute (the first and second half of a one-minute run). It exits 1
 when RSS grows 10 % or more (from the end of the warm-up, `max(10 s, 10 %)` of the run, to the end) or
-either lag rises (the last minute's mean above twice the first's plus half a second).
+either lag rises (the last minute's mean above twice the first's plus half a second) or the webhooks
+waiting do (the last minute's most above twice the first's plus one second of changes).
 
     .venv/bin/python bench/soak.py                       # SQLite, 10 minutes at 10 changes/s
     .venv/bin/python bench/soak.py --db postgresql --minutes 3
@@ -36,6 +39,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -75,6 +79,9 @@ class Sample:
     inbox_lag_s: float
     outbox_waiting: int
     outbox_lag_s: float
+    unsent: (
+        int  # changes whose PagerDuty webhook the sandbox has not sent yet (it waits on the hub's answers)
+    )
 
 
 def rss_mb(pid: int) -> float:
@@ -107,9 +114,11 @@ def lags(engine: Engine) -> tuple[int, float, int, float]:
 
 
 class Sampler(threading.Thread):
-    def __init__(self, server: Server, url: str, every: float, started: float) -> None:
+    def __init__(
+        self, server: Server, url: str, every: float, started: float, unsent: Callable[[], int]
+    ) -> None:
         super().__init__(name="soak-sampler", daemon=True)
-        self.server, self.every, self.started = server, every, started
+        self.server, self.every, self.started, self.unsent = server, every, started, unsent
         self.engine = create_engine(url, pool_size=1, max_overflow=0)
         self.samples: list[Sample] = []
         self.halt = threading.Event()
@@ -126,6 +135,7 @@ class Sampler(threading.Thread):
                     inbox_s,
                     outbox_n,
                     outbox_s,
+                    self.unsent(),
                 )
             )
             self.halt.wait(max(0.0, self.every - (time.monotonic() - taken)))
@@ -144,6 +154,7 @@ class Window:
     outbox_lag_s: float
     outbox_lag_max_s: float
     waiting_max: int
+    unsent_max: int
     changes: int
     shown: int
     p50_ms: float
@@ -169,6 +180,7 @@ def windows(samples: list[Sample], changes: list[Change], began: datetime, secon
                 statistics.fmean(s.outbox_lag_s for s in inside),
                 max(s.outbox_lag_s for s in inside),
                 max(s.inbox_waiting + s.outbox_waiting for s in inside),
+                max(s.unsent for s in inside),
                 len(made),
                 len(shown),
                 percentile(shown, 50),
@@ -179,9 +191,10 @@ def windows(samples: list[Sample], changes: list[Change], began: datetime, secon
     return out
 
 
-def rising(first: float, last: float) -> bool:
-    """A lag rises when the last window's mean is above twice the first's plus half a second."""
-    return last > 2 * first + 0.5
+def rising(first: float, last: float, slack: float = 0.5) -> bool:
+    """A lag rises when the last window's figure is above twice the first's plus `slack` (half a second;
+    for a backlog, one second's worth of changes)."""
+    return last > 2 * first + slack
 
 
 def soak(v: Vendors, db: str, workdir: Path, args: argparse.Namespace) -> dict[str, Any]:
@@ -201,7 +214,14 @@ def soak(v: Vendors, db: str, workdir: Path, args: argparse.Namespace) -> dict[s
             with control_client(v.pd) as ui:
                 stream = Stream(ui, f"soak-{db}", args.gap, "matching", random.Random(db))
                 began, start = datetime.now(UTC), time.monotonic()
-                sampler = Sampler(server, url, args.sample_seconds, start)
+                sent = v.pd_state.ledger.entries
+                sampler = Sampler(
+                    server,
+                    url,
+                    args.sample_seconds,
+                    start,
+                    lambda: len(stream.changes) - len(sent(direction="out")),
+                )
                 sampler.start()
                 next_report = 60.0
                 for n in range(total):
@@ -250,14 +270,14 @@ def print_result(result: dict[str, Any]) -> None:
     )
     print(
         "| Window (s) | RSS (MB) | Inbox lag mean / max (s) | Outbox lag mean / max (s) | Most waiting | "
-        "Changes | Shown | p50 (ms) | p99 (ms) |"
+        "Webhooks unsent (max) | Changes | Shown | p50 (ms) | p99 (ms) |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for w in result["windows"]:
         print(
             f"| {w.start:.0f}-{w.end:.0f} | {w.rss_mb:.0f} | {w.inbox_lag_s:.2f} / {w.inbox_lag_max_s:.2f} | "
-            f"{w.outbox_lag_s:.2f} / {w.outbox_lag_max_s:.2f} | {w.waiting_max} | {w.changes} | {w.shown} | "
-            f"{w.p50_ms:.0f} | {w.p99_ms:.0f} |"
+            f"{w.outbox_lag_s:.2f} / {w.outbox_lag_max_s:.2f} | {w.waiting_max} | {w.unsent_max} | "
+            f"{w.changes} | {w.shown} | {w.p50_ms:.0f} | {w.p99_ms:.0f} |"
         )
 
 
@@ -293,6 +313,16 @@ def rows(result: dict[str, Any]) -> list[dict[str, Any]]:
             baseline=first.outbox_lag_s,
             higher_is_better=False,
             met=not rising(first.outbox_lag_s, last.outbox_lag_s),
+        ),
+        row(
+            "soak",
+            f"{where}: webhooks waiting in PagerDuty for the hub's answers, last window's most",
+            last.unsent_max,
+            "webhooks",
+            baseline=first.unsent_max,
+            higher_is_better=False,
+            met=not rising(first.unsent_max, last.unsent_max, slack=result["rate"]),
+            note="met: not above twice the first window's most plus one second of changes",
         ),
         row(
             "soak",
@@ -358,7 +388,7 @@ def main() -> None:
     failed = [
         item["what"]
         for item in report
-        if item["met"] is False and ("RSS" in item["what"] or "lag" in item["what"])
+        if item["met"] is False and any(word in item["what"] for word in ("RSS", "lag", "webhooks waiting"))
     ]
     if failed:
         print("\nSOAK FAILED: " + "; ".join(failed), file=sys.stderr)
