@@ -11,7 +11,8 @@ in-process hub (`Hub(settings)`, migrated, no server, no dispatcher), starts the
 3. the links: the connector's own `list_open()` applied through `Applier.apply` (the `linked` path), so
    each link remembers exactly what the vendor holds;
 4. drift: `--drift` of the objects changed by a person in the vendor's UI with webhooks off, of which
-   `--closed-share` resolved/closed (the rest acknowledged).
+   `--closed-share` resolved/closed (the rest acknowledged), each on an incident no earlier vendor's drift
+   changed (the vendors link the same incidents).
 
 Then, per connector, one full sweep through the real reconciler (`Reconciler.run(..., PassKind.FULL)`)
 with a rate limit that does not throttle. Vendor calls are counted in the sandbox's ledger (every API
@@ -20,6 +21,10 @@ page size allows (ceil(N / page)), their ratio, drift found and repaired, drift 
 objects examined per second, and what the default budget (`reconcile_rate_fraction` 0.2 of 10 calls/s)
 would make of the same calls. The baseline replays the sweep's own list requests (same paths and query
 strings, so the same pages) bare with httpx against the same sandbox: no parsing, no database.
+
+After each sweep every drifted object is compared with the incident it is linked to (open / working /
+resolved): the script exits 1 and prints the objects the hub does not agree with if any drift is left.
+`--quick` sweeps 1,000 incidents; `--json-out FILE` writes bench/report.py's rows.
 
     .venv/bin/python bench/reconcile.py                       # both databases, 10,000 incidents
     .venv/bin/python bench/reconcile.py --db sqlite --incidents 2000 --connectors jira,opsgenie
@@ -32,7 +37,6 @@ import argparse
 import asyncio
 import math
 import os
-import platform
 import random
 import ssl
 import sys
@@ -45,12 +49,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy import insert
+from sqlalchemy import insert, select
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchdb import DEFAULT_POSTGRES, database  # noqa: E402
+from report import header, machine, row, table, write_rows  # noqa: E402
 
 from incident_hub.connectors.base import ConnectorConfig  # noqa: E402
 from incident_hub.hub import Hub  # noqa: E402
@@ -64,7 +69,7 @@ from incident_hub.sandbox.world import JIRA_EMAIL, SERVICENOW_USER, VENDORS, Sid
 from incident_hub.scheduler.reconciler import apply_change  # noqa: E402
 from incident_hub.scheduler.runs import PassKind  # noqa: E402
 from incident_hub.settings import Settings  # noqa: E402
-from incident_hub.store.tables import IncidentRow  # noqa: E402
+from incident_hub.store.tables import ExternalRefRow, IncidentRow  # noqa: E402
 
 # The list request of each vendor (path of the ledger entry); any other request is a fetch.
 LIST_PATHS = {
@@ -162,18 +167,64 @@ async def link(hub: Hub, connector_id: str) -> int:
     return linked
 
 
+def linked_incidents(hub: Hub, connector_id: str) -> dict[str, str]:
+    """The connector's linked objects: external id -> hub incident id."""
+    with hub.db.read() as session:
+        rows = session.execute(
+            select(ExternalRefRow.external_id, ExternalRefRow.incident_id).where(
+                ExternalRefRow.connector_id == connector_id
+            )
+        )
+        return {external_id: str(incident_id) for external_id, incident_id in rows}
+
+
 def drift(
-    side: Side, refs: list[str], share: float, closed_share: float, rng: random.Random
-) -> dict[str, int]:
+    side: Side,
+    links: dict[str, str],
+    touched: set[str],
+    share: float,
+    closed_share: float,
+    rng: random.Random,
+) -> list[tuple[str, str]]:
     """A person changes `share` of the objects in the vendor's UI (webhooks off): some resolve/close,
-    the others acknowledge."""
-    chosen = rng.sample(refs, round(len(refs) * share))
+    the others acknowledge. (ref, "resolved" | "working") of each object changed.
+
+    Only objects of incidents no earlier connector's drift has touched (`touched`, updated): the four
+    connectors link the same hub incidents, and an acknowledge in Opsgenie of an incident that PagerDuty's
+    drift already acknowledged (or resolved) is no drift by the time Opsgenie is swept: the hub already
+    holds it (or cannot go back to it). Drawn from all objects, 5 of Opsgenie's 100 were such."""
+    free = [ref for ref in side.refs() if links.get(ref) not in touched]
+    chosen = rng.sample(free, round(len(links) * share))
     closed = round(len(chosen) * closed_share)
     for ref in chosen[:closed]:
         side.resolve(ref)
     for ref in chosen[closed:]:
         side.acknowledge(ref)
-    return {"closed": closed, "acknowledged": len(chosen) - closed}
+    touched.update(links[ref] for ref in chosen)
+    return [(ref, "resolved") for ref in chosen[:closed]] + [(ref, "working") for ref in chosen[closed:]]
+
+
+def drift_left(hub: Hub, side: Side, links: dict[str, str], changed: list[tuple[str, str]]) -> list[str]:
+    """The changed objects the hub does not agree with after the sweep: vendor status (open / working /
+    resolved) against the status of the incident it is linked to, and the link's own record of it."""
+    with hub.db.read() as session:
+        statuses = dict(
+            session.execute(
+                select(IncidentRow.id, IncidentRow.status).where(
+                    IncidentRow.id.in_([links[ref] for ref, _ in changed])
+                )
+            ).all()
+        )
+    left = []
+    for ref, wanted in changed:
+        vendor = side.status(ref)
+        status = str(statuses.get(links[ref]))
+        hub_side = (
+            "open" if status == "OPEN" else "resolved" if status in ("RESOLVED", "CLOSED") else "working"
+        )
+        if vendor != wanted or hub_side != vendor:
+            left.append(f"{side.name} {ref} (incident {links[ref]}): vendor {vendor}, hub {status}")
+    return left
 
 
 # ---- measured -------------------------------------------------------------------------------------------
@@ -236,6 +287,7 @@ def run(kind: str, url: str, args: argparse.Namespace, workdir: Path) -> list[di
         hub_ids = seed_hub(hub, args.incidents)
         seeded_hub = time.perf_counter() - started
         print(f"  [{kind}] hub: {args.incidents} incidents inserted in {seeded_hub:.1f} s", flush=True)
+        touched: set[str] = set()
         for name in args.connectors:
             side = world[name]
             started = time.perf_counter()
@@ -244,10 +296,13 @@ def run(kind: str, url: str, args: argparse.Namespace, workdir: Path) -> list[di
             started = time.perf_counter()
             linked = asyncio.run(link(hub, name))
             linking = time.perf_counter() - started
-            changed = drift(side, side.refs(), args.drift, args.closed_share, rng)
+            links = linked_incidents(hub, name)
+            changed = drift(side, links, touched, args.drift, args.closed_share, rng)
+            closed = sum(wanted == "resolved" for _, wanted in changed)
             print(
                 f"  [{kind}] {name}: {args.incidents} objects seeded in {seeded:.1f} s, {linked} linked in "
-                f"{linking:.1f} s, drift {changed}",
+                f"{linking:.1f} s, drift {len(changed)} ({closed} closed, {len(changed) - closed} "
+                "acknowledged)",
                 flush=True,
             )
             side.ledger.clear()
@@ -256,6 +311,7 @@ def run(kind: str, url: str, args: argparse.Namespace, workdir: Path) -> list[di
             record = asyncio.run(hub.reconciler.run(name, PassKind.FULL, trigger="bench"))
             elapsed = time.perf_counter() - started
             pages, fetches, requests = vendor_calls(side)
+            left = drift_left(hub, side, links, changed)
             page = args.servicenow_page if name == "servicenow" else MAX_PAGE[name]
             results.append(
                 {
@@ -268,17 +324,64 @@ def run(kind: str, url: str, args: argparse.Namespace, workdir: Path) -> list[di
                     "calls": pages + fetches,
                     "minimum": math.ceil(args.incidents / page),
                     "page": page,
-                    "closed": changed["closed"],
+                    "closed": closed,
+                    "drifted": len(changed),
                     "examined": record.examined,
                     "found": record.drift_found,
                     "repaired": record.drift_repaired,
+                    "left": left,
                     "baseline": bare_pages(side, requests),
                     "baseline_pages": len(requests),
                 }
             )
-            print(f"  [{kind}] {name}: swept in {elapsed:.1f} s ({record.state.value})", flush=True)
+            print(
+                f"  [{kind}] {name}: swept in {elapsed:.1f} s ({record.state.value}), "
+                f"{record.drift_repaired} of {len(changed)} repaired, {len(left)} left",
+                flush=True,
+            )
     hub.db.dispose()
     return results
+
+
+def rows(results: list[dict[str, Any]], incidents: int) -> list[dict[str, Any]]:
+    """The protocol's rows: per database and connector, drift repaired, sweep time, vendor calls."""
+    out: list[dict[str, Any]] = []
+    for r in results:
+        where = f"{'SQLite' if r['db'] == 'sqlite' else 'PostgreSQL'} {r['connector']}"
+        left = r["left"]
+        out.append(
+            row(
+                "reconcile",
+                f"{where}: drift repaired in one full sweep ({r['drifted']} drifted)",
+                100 * r["repaired"] / max(r["drifted"], 1),
+                "% of drift",
+                target=100,
+                met=not left and r["repaired"] == r["drifted"],
+                note=f"left: {'; '.join(left[:5])}" if left else "",
+            )
+        )
+        out.append(
+            row(
+                "reconcile",
+                f"{where}: full sweep of {incidents} linked (baseline: the same pages bare)",
+                r["seconds"],
+                "s",
+                baseline=r["baseline"],
+                target=60 * incidents / 10_000,
+                higher_is_better=False,
+            )
+        )
+        out.append(
+            row(
+                "reconcile",
+                f"{where}: vendor calls ÷ (page minimum + objects closed)",
+                r["calls"] / (r["minimum"] + r["closed"]),
+                "x",
+                target=1.05,
+                higher_is_better=False,
+            )
+        )
+    return out
 
 
 def main() -> None:
@@ -286,19 +389,20 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--db", choices=["sqlite", "postgresql", "both"], default="both")
-    parser.add_argument("--incidents", type=int, default=10_000)
+    parser.add_argument("--incidents", type=int, default=None, help="per connector (10,000; --quick 1,000)")
     parser.add_argument("--connectors", type=lambda v: v.split(","), default=list(VENDORS))
     parser.add_argument("--drift", type=float, default=0.01, help="share of objects changed without webhooks")
     parser.add_argument("--closed-share", type=float, default=0.2, help="share of the drift that closes")
     parser.add_argument("--servicenow-page", type=int, default=1000, help="sysparm_limit of the sweep")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--postgres-url", default=DEFAULT_POSTGRES)
+    parser.add_argument("--quick", action="store_true", help="1,000 incidents per connector (under a minute)")
+    parser.add_argument("--json-out", type=Path, help="write the rows of bench/report.py here")
     args = parser.parse_args()
+    if args.incidents is None:
+        args.incidents = 1_000 if args.quick else 10_000
     kinds = ["sqlite", "postgresql"] if args.db == "both" else [args.db]
-    print(
-        f"date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC   machine: {os.cpu_count()} CPUs, "
-        f"{platform.processor() or platform.machine()}, Python {platform.python_version()}"
-    )
+    print(header(machine()))
     print(
         f"incidents: {args.incidents} per connector, drift {args.drift:.1%} "
         f"({args.closed_share:.0%} of it closed in the vendor), rate limit not throttling"
@@ -309,8 +413,8 @@ def main() -> None:
             results += run(kind, url, args, Path(tmp))
     print(
         "\n| Database | Connector | State | Sweep (s) | Vendor calls (pages + fetches) | Minimum (page) | "
-        "Calls ÷ minimum | Drift found / repaired | Repaired/s | Examined/s | At default budget (s) | "
-        "Baseline: bare pages (s) |"
+        "Calls ÷ minimum | Drifted / found / repaired / left | Repaired/s | Examined/s | "
+        "At default budget (s) | Baseline: bare pages (s) |"
     )
     print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in results:
@@ -318,10 +422,26 @@ def main() -> None:
             f"| {'SQLite' if r['db'] == 'sqlite' else 'PostgreSQL'} | {r['connector']} | {r['state']} | "
             f"{r['seconds']:.1f} | {r['calls']} ({r['pages']} + {r['fetches']}) | "
             f"{r['minimum']} ({r['page']}) | "
-            f"{r['calls'] / r['minimum']:.2f} | {r['found']} / {r['repaired']} | "
+            f"{r['calls'] / r['minimum']:.2f} | "
+            f"{r['drifted']} / {r['found']} / {r['repaired']} / {len(r['left'])} | "
             f"{r['repaired'] / r['seconds']:.1f} | {r['examined'] / r['seconds']:.0f} | "
             f"{r['calls'] / DEFAULT_RATE:.0f} | {r['baseline']:.1f} ({r['baseline_pages']} pages) |"
         )
+    report = rows(results, args.incidents)
+    print("\n" + table(report))
+    if args.json_out:
+        write_rows(args.json_out, report)
+    unrepaired = [r for r in results if r["left"] or r["repaired"] != r["drifted"]]
+    for r in unrepaired:
+        print(
+            f"\nDRIFT LEFT after the sweep, {r['db']} {r['connector']}: {r['repaired']} of {r['drifted']} "
+            "repaired",
+            file=sys.stderr,
+        )
+        for line in r["left"]:
+            print(f"  {line}", file=sys.stderr)
+    if unrepaired:
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -14,18 +14,16 @@ one statement, bare (`SELECT id ... WHERE dedup_key = ? AND status IN (...)`), o
 
     .venv/bin/python bench/signals.py                        # both databases, 200 components, 5 repeats
     .venv/bin/python bench/signals.py --db sqlite --components 500
+    .venv/bin/python bench/signals.py --quick --json-out /tmp/signals.json   # 50 components, 2 repeats
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import sys
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchdb import DEFAULT_POSTGRES, database  # noqa: E402
+from report import header, row, table, write_rows  # noqa: E402
 
 from incident_hub.incidents import IncidentService  # noqa: E402
 from incident_hub.model import OPEN_STATUSES  # noqa: E402
@@ -108,29 +107,64 @@ def run(kind: str, url: str, components: int, repeats: int) -> list[tuple[str, d
     return results
 
 
+def rows(kind: str, phases: list[tuple[str, dict[str, float]]]) -> list[dict[str, Any]]:
+    """The protocol's rows: the repeat against the bare statement, statements per repeat, the changes."""
+    where = "SQLite" if kind == "sqlite" else "PostgreSQL"
+    figures = dict(phases)
+    repeat, bare = figures["stuck again: repeat"], figures["baseline: bare SELECT"]
+    out = [
+        row(
+            "signals",
+            f"{where}: repeated signal p50 (baseline: its one statement bare)",
+            repeat["p50"],
+            "ms",
+            baseline=bare["p50"],
+            higher_is_better=False,
+        ),
+        row(
+            "signals",
+            f"{where}: SQL statements per repeated signal",
+            repeat["statements"],
+            "statements",
+            target=1.0,
+            higher_is_better=False,
+        ),
+    ]
+    for phase in ("stuck: opens", "stopped: raises", "active: resolves"):
+        out.append(row("signals", f"{where}: {phase}", figures[phase]["per_s"], "signals/s"))
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--db", choices=["sqlite", "postgresql", "both"], default="both")
-    parser.add_argument("--components", type=int, default=200)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--components", type=int, default=None, help="200 (--quick 50)")
+    parser.add_argument("--repeats", type=int, default=None, help="5 (--quick 2)")
     parser.add_argument("--postgres-url", default=DEFAULT_POSTGRES)
+    parser.add_argument("--quick", action="store_true", help="50 components, 2 repeats")
+    parser.add_argument("--json-out", type=Path, help="write the rows of bench/report.py here")
     args = parser.parse_args()
+    components = args.components or (50 if args.quick else 200)
+    repeats = args.repeats or (2 if args.quick else 5)
     kinds = ["sqlite", "postgresql"] if args.db == "both" else [args.db]
-    print(
-        f"date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC   machine: {os.cpu_count()} CPUs, "
-        f"{platform.processor() or platform.machine()}, Python {platform.python_version()}"
-    )
+    print(header())
     print("\n| Database | Phase | Signals | p50 (ms) | p99 (ms) | Signals/s | SQL statements / signal |")
     print("|---|---|---:|---:|---:|---:|---:|")
+    report: list[dict[str, Any]] = []
     for kind in kinds:
         with database(kind, args.postgres_url) as url:
-            for phase, figures in run(kind, url, args.components, args.repeats):
+            phases = run(kind, url, components, repeats)
+            for phase, figures in phases:
                 print(
                     f"| {kind} | {phase} | {figures['n']:.0f} | {figures['p50']:.2f} | {figures['p99']:.2f} "
                     f"| {figures['per_s']:.0f} | {figures['statements']:.2f} |"
                 )
+            report += rows(kind, phases)
+    print("\n" + table(report))
+    if args.json_out:
+        write_rows(args.json_out, report)
 
 
 if __name__ == "__main__":
