@@ -1,5 +1,9 @@
 """Many incidents, quickly: bulk Core inserts with the spread a hub that has run for a while holds (the
-newest one in a hundred still open, the rest resolved or closed; few SEV1s; twenty teams).
+newest fifty still open, the rest resolved or closed; four teams; the severities evenly, so that every
+filter of the list fills a page of twenty already at a thousand incidents).
+
+The table grows back in time: incident `n` is created `n` minutes before `NEWEST_CREATED`, so the newest
+thousand are the same at every size and growth only adds history beneath them.
 
 Used by the list-plan test and by `bench/growth.py`."""
 
@@ -17,23 +21,22 @@ from incident_hub.model import Severity, Status
 from incident_hub.store.db import Database
 from incident_hub.store.tables import IncidentRow
 
-TEAMS = [f"team-{n:02d}" for n in range(20)]
-FIRST_CREATED = datetime(2024, 1, 1, tzinfo=UTC)
-SPACING = timedelta(minutes=7)
-_SEVERITIES = [Severity.SEV1_CRITICAL] * 5 + [Severity.SEV2_HIGH] * 15
-_SEVERITIES += [Severity.SEV3_MEDIUM] * 40 + [Severity.SEV4_LOW] * 40
+TEAMS = [f"team-{n:02d}" for n in range(4)]
+NEWEST_CREATED = datetime(2026, 11, 1, tzinfo=UTC)
+SPACING = timedelta(minutes=1)
+STILL_OPEN = 50
+_SEVERITIES = list(Severity)
 _OPEN = [s for s in Status if s.is_open]
 
 
 def fill_incidents(db: Database, count: int, *, start: int = 0, seed: int = 12, batch: int = 5000) -> None:
-    """Add incidents `start` … `start + count - 1`, created `SPACING` apart (numbered `BULK-n`); the newest
-    hundredth of the `start + count` are open."""
+    """Add incidents `start` … `start + count - 1` (numbered `BULK-n`), each `SPACING` older than the one
+    before; the newest `STILL_OPEN` are open."""
     spread = random.Random(seed + start)
-    open_from = (start + count) - max(50, (start + count) // 100)
     rows: list[dict[str, Any]] = []
     with db.engine.begin() as connection:
         for n in range(start, start + count):
-            rows.append(_incident(n, spread, is_open=n >= open_from))
+            rows.append(_incident(n, spread))
             if len(rows) == batch:
                 connection.execute(insert(IncidentRow), rows)
                 rows = []
@@ -41,8 +44,9 @@ def fill_incidents(db: Database, count: int, *, start: int = 0, seed: int = 12, 
             connection.execute(insert(IncidentRow), rows)
 
 
-def _incident(n: int, spread: random.Random, *, is_open: bool) -> dict[str, Any]:
-    created = FIRST_CREATED + n * SPACING
+def _incident(n: int, spread: random.Random) -> dict[str, Any]:
+    created = NEWEST_CREATED - n * SPACING
+    is_open = n < STILL_OPEN
     closed = Status.RESOLVED if spread.random() < 0.3 else Status.CLOSED
     status = spread.choice(_OPEN) if is_open else closed
     return {

@@ -18,7 +18,7 @@ from incident_hub.settings import Settings
 from incident_hub.store import migrate
 from incident_hub.store.db import Database
 from incident_hub.store.tables import IncidentRow
-from tests.incident_fill import FIRST_CREATED, TEAMS, every_filter, filter_name
+from tests.incident_fill import NEWEST_CREATED, TEAMS, every_filter, filter_name
 
 FILTERS = list(every_filter())
 
@@ -32,7 +32,7 @@ def stored(database_url: str) -> Iterator[tuple[IncidentService, list[dict[str, 
     rows = []
     for n in range(140):
         status, severity, team = next(combinations)
-        created = FIRST_CREATED + timedelta(minutes=n // 2)
+        created = NEWEST_CREATED - timedelta(minutes=n // 2)
         rows.append(
             {
                 "id": str(uuid.uuid4()),

@@ -20,7 +20,7 @@ from incident_hub.settings import Settings
 from incident_hub.store import migrate
 from incident_hub.store.db import Database
 from tests.conftest import _postgres_schema
-from tests.incident_fill import FIRST_CREATED, SPACING, every_filter, fill_incidents, filter_name
+from tests.incident_fill import NEWEST_CREATED, SPACING, every_filter, fill_incidents, filter_name
 
 pytestmark = pytest.mark.slow
 
@@ -60,7 +60,7 @@ def _list_statement(db: Database, filters: dict[str, Any], *, second_page: bool)
     one after it."""
     service = IncidentService(db, Settings(database_url=str(db.url)).sla_policy())
     # Half way back through the incidents, just after one of them (ids sort below "z").
-    cursor = encode_cursor(FIRST_CREATED + SPACING * (INCIDENTS // 2), "z") if second_page else None
+    cursor = encode_cursor(NEWEST_CREATED - SPACING * (INCIDENTS // 2), "z") if second_page else None
     seen: list[tuple[str, Any]] = []
 
     def record(_c: Any, _cur: Any, statement: str, parameters: Any, _ctx: Any, _many: bool) -> None:
