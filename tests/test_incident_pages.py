@@ -28,7 +28,7 @@ def stored(database_url: str) -> Iterator[tuple[IncidentService, list[dict[str, 
     """Every status, severity and team mixed, two incidents created at each instant."""
     db = Database(database_url)
     migrate.upgrade(db)
-    combinations = itertools.cycle(itertools.product(Status, Severity, [TEAMS[3], TEAMS[4]]))
+    combinations = itertools.cycle(itertools.product(Status, Severity, [TEAMS[2], TEAMS[3]]))
     rows = []
     for n in range(140):
         status, severity, team = next(combinations)
