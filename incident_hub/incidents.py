@@ -3,7 +3,6 @@ and emits its event (outbox), so what subscribers and connectors see always matc
 
 from __future__ import annotations
 
-import base64
 import logging
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -12,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, or_, select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -31,6 +30,7 @@ from incident_hub.commands import (
     StatusChange,
 )
 from incident_hub.errors import Conflict, InvalidRequest, NotFound, VersionMismatch
+from incident_hub.incident_pages import encode_cursor, list_query
 from incident_hub.model import (
     OPEN_STATUSES,
     AffectedService,
@@ -256,29 +256,22 @@ class IncidentService:
         limit: int = 50,
     ) -> Page:
         """Newest first; `cursor` continues where the previous page ended."""
-        query = select(IncidentRow).options(*_EAGER)
-        if status:
-            query = query.where(IncidentRow.status.in_(list(status)))
-        if severity:
-            query = query.where(IncidentRow.severity.in_(list(severity)))
-        if assigned_team is not None:
-            query = query.where(IncidentRow.assigned_team == assigned_team)
-        if cursor:
-            created_at, last_id = _decode_cursor(cursor)
-            query = query.where(
-                or_(
-                    IncidentRow.created_at < created_at,
-                    and_(IncidentRow.created_at == created_at, IncidentRow.id < last_id),
-                )
-            )
-        query = query.order_by(IncidentRow.created_at.desc(), IncidentRow.id.desc()).limit(limit + 1)
+        query = list_query(
+            status=status,
+            severity=severity,
+            assigned_team=assigned_team,
+            cursor=cursor,
+            limit=limit + 1,
+            options=_EAGER,
+            dialect=self.db.url.get_backend_name(),
+        )
         with self.db.read() as session:
             rows = session.scalars(query).all()
             incidents = [_to_model(r) for r in rows[:limit]]
         next_cursor = None
         if len(rows) > limit:
             last = incidents[-1]
-            next_cursor = _encode_cursor(last.created_at, str(last.id))
+            next_cursor = encode_cursor(last.created_at, str(last.id))
         return Page(incidents, next_cursor)
 
     def timeline(self, incident_id: str) -> list[TimelineEntry]:
@@ -827,18 +820,6 @@ def _identified_by(incident_id: str) -> ColumnElement[bool]:
         return IncidentRow.id == str(uuid.UUID(incident_id))
     except ValueError:
         return IncidentRow.number == incident_id
-
-
-def _encode_cursor(created_at: datetime, incident_id: str) -> str:
-    return base64.urlsafe_b64encode(f"{created_at.isoformat()}|{incident_id}".encode()).decode()
-
-
-def _decode_cursor(cursor: str) -> tuple[datetime, str]:
-    try:
-        created, incident_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|", 1)
-        return as_utc(datetime.fromisoformat(created)), incident_id
-    except ValueError:
-        raise InvalidRequest("cursor is not one this API handed out") from None
 
 
 def _response_row(incident_id: str, response: AutomatedResponse) -> AutomatedResponseRow:

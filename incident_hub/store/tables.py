@@ -55,10 +55,10 @@ class IncidentRow(Base):
     number: Mapped[str] = mapped_column(String(32), unique=True)
     title: Mapped[str] = mapped_column(String(500))
     description: Mapped[str | None] = mapped_column(Text)
-    severity: Mapped[str] = mapped_column(String(16), index=True)
-    status: Mapped[str] = mapped_column(String(16), index=True)
+    severity: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))
     affected_services: Mapped[list[Any]] = mapped_column(JSON, default=list)
-    assigned_team: Mapped[str | None] = mapped_column(String(200), index=True)
+    assigned_team: Mapped[str | None] = mapped_column(String(200))
     assignee: Mapped[str | None] = mapped_column(String(200))
     commander: Mapped[str | None] = mapped_column(String(200))
     tech_lead: Mapped[str | None] = mapped_column(String(200))
@@ -88,7 +88,23 @@ class IncidentRow(Base):
             sqlite_where=text(OPEN_INDEX_WHERE),
             postgresql_where=text(OPEN_INDEX_WHERE),
         ),
+        # The list's filters, each one range ending in its order, newest first (`incident_pages`): no
+        # filter, a team, status and/or severity, a team with status and/or severity. A status alone is
+        # read as one range per severity (and the other way round), so neither needs an index of its own.
         Index("ix_incidents_created", "created_at", "id"),
+        Index("ix_incidents_team_created", "assigned_team", "created_at", "id"),
+        Index("ix_incidents_status_severity_created", "status", "severity", "created_at", "id"),
+        Index(
+            "ix_incidents_team_status_severity_created",
+            "assigned_team",
+            "status",
+            "severity",
+            "created_at",
+            "id",
+        ),
+        # Reports over a window of detection or resolution times.
+        Index("ix_incidents_detected", "detected_at"),
+        Index("ix_incidents_resolved", "resolved_at"),
     )
 
     timeline: Mapped[list[TimelineRow]] = relationship(back_populates="incident", order_by="TimelineRow.id")
@@ -112,7 +128,7 @@ class TimelineRow(Base):
     id: Mapped[int] = mapped_column(
         BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
     )
-    incident_id: Mapped[str] = mapped_column(ForeignKey("incidents.id", ondelete="CASCADE"), index=True)
+    incident_id: Mapped[str] = mapped_column(ForeignKey("incidents.id", ondelete="CASCADE"))
     type: Mapped[str] = mapped_column(String(32))
     message: Mapped[str] = mapped_column(Text)
     author: Mapped[str | None] = mapped_column(String(200))
@@ -122,6 +138,9 @@ class TimelineRow(Base):
     external_comment_id: Mapped[str | None] = mapped_column(String(200))
 
     incident: Mapped[IncidentRow] = relationship(back_populates="timeline")
+
+    # An incident's timeline in order, without a sort.
+    __table_args__ = (Index("ix_timeline_entries_incident", "incident_id", "id"),)
 
 
 class ResolutionStepRow(Base):
