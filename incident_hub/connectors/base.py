@@ -135,6 +135,10 @@ class Health(BaseModel):
     ok: bool
     detail: str
     latency_ms: float | None = None
+    rate_limited_until: datetime | None = Field(
+        default=None,
+        description="The vendor answered 429: the connector's calls wait until then (this replica's view).",
+    )
 
 
 class CheckResult(BaseModel):

@@ -9,6 +9,7 @@ reaches the circuit breaker or a delivery's attempt budget.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import TypeVar
@@ -38,6 +39,7 @@ class Throttle:
         self.connector_id = connector_id
         self.rate = rate
         self._bucket = _bucket(rate)
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.resume_at: datetime | None = None
         self._unhinted = 0
 
@@ -68,6 +70,10 @@ class Throttle:
         """Run one vendor call when the bucket has a token; while paused, raise `RateLimited` (nothing
         sent) at once rather than wait, so the delivery frees its place until the pause is over."""
         self._hold()
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            # aiolimiter's waiters belong to one event loop (a hub restarted in the same process, tests).
+            self._loop, self._bucket = loop, _bucket(self.rate)
         await self._bucket.acquire()
         self._hold()  # a 429 may have come back while this call waited for its token
         try:
