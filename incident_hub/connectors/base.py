@@ -230,7 +230,7 @@ class ConnectorConfig(BaseModel):
         gt=0,
         description="Vendor calls a second at most (bursts of one second's worth). Left out: the vendor's "
         "documented limit where it publishes one (PagerDuty: 960 a minute, 16), else 10. A 429 pauses "
-        "the connector's calls for the wait the vendor asks (see docs/operations.md).",
+        "the connector's calls for the wait the vendor asks (docs/connectors.md: Rate limits).",
     )
     max_concurrency: int = Field(default=4, ge=1)
     timeout_seconds: float = Field(default=10.0, gt=0)
