@@ -45,6 +45,12 @@ DELIVERY_OUTCOMES = Counter(
     ["target_kind", "state"],
     registry=REGISTRY,
 )
+RATE_LIMIT_PAUSES = Counter(
+    "incident_hub_rate_limit_pauses_total",
+    "Pauses of a connector's vendor calls after the vendor answered 429 (overlapping 429s: one pause)",
+    ["connector"],
+    registry=REGISTRY,
+)
 
 RECONCILE_RUNS = Counter(
     "incident_hub_reconcile_runs_total",

@@ -19,6 +19,7 @@ from incident_hub.connectors.registry import ConnectorState, unreadable_secrets
 from incident_hub.errors import Conflict, InvalidRequest, NotFound
 from incident_hub.hub import Hub
 from incident_hub.store.tables import InboxRow, UnmappedValueRow, WebhookRejectionRow
+from incident_hub.sync.push import ConnectorTarget
 
 router = APIRouter(tags=["connectors"])
 
@@ -115,13 +116,16 @@ def delete_connector(connector_id: str, request: Request, who: Admin) -> Respons
 
 @router.get("/api/v1/connectors/{connector_id}/health", response_model=Health)
 async def connector_health(connector_id: str, request: Request, _: Reader) -> Health:
-    """Calls the vendor with the configured credentials."""
+    """Calls the vendor with the configured credentials; says until when its calls are paused after a 429."""
     hub = _hub(request)
+    pushes = hub.dispatcher.targets.get("connector")
+    paused = pushes.rate_limited_until(connector_id) if isinstance(pushes, ConnectorTarget) else None
     try:
         connector = await asyncio.to_thread(hub.connectors.get, connector_id)
-        return await connector.health()
+        health = await connector.health()
     except ConnectorError as error:
-        return Health(ok=False, detail=str(error))
+        health = Health(ok=False, detail=str(error))
+    return health.model_copy(update={"rate_limited_until": paused})
 
 
 @router.post("/api/v1/connectors/{connector_id}/resume", response_model=ConnectorView)

@@ -24,7 +24,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, ClassVar, ParamSpec, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from incident_hub.mapping.document import MappingDocument, default_for
 from incident_hub.model import ExternalRef, Incident, Severity, Status
@@ -135,6 +135,10 @@ class Health(BaseModel):
     ok: bool
     detail: str
     latency_ms: float | None = None
+    rate_limited_until: datetime | None = Field(
+        default=None,
+        description="The vendor answered 429: the connector's calls wait until then (this replica's view).",
+    )
 
 
 class CheckResult(BaseModel):
@@ -221,7 +225,13 @@ class ConnectorConfig(BaseModel):
     ca_bundle: Path | None = Field(default=None, description="Extra CA certificates to trust (PEM).")
     enabled: bool = True
     routing: Routing = Field(default_factory=Routing)
-    rate_limit_per_second: float = Field(default=10.0, gt=0)
+    rate_limit_per_second: float = Field(
+        default=10.0,
+        gt=0,
+        description="Vendor calls a second at most (bursts of one second's worth). Left out: the vendor's "
+        "documented limit where it publishes one (PagerDuty: 960 a minute, 16), else 10. A 429 pauses "
+        "the connector's calls for the wait the vendor asks (docs/connectors.md: Rate limits).",
+    )
     max_concurrency: int = Field(default=4, ge=1)
     timeout_seconds: float = Field(default=10.0, gt=0)
     owns: list[str] = Field(
@@ -249,6 +259,15 @@ class ConnectorConfig(BaseModel):
         default_factory=dict, description="Vendor-specific, see the connector doc."
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _vendor_rate_limit(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "rate_limit_per_second" not in data:
+            found = available_kinds().get(str(data.get("kind")))
+            if found is not None and found.default_rate_limit_per_second is not None:
+                data = {**data, "rate_limit_per_second": found.default_rate_limit_per_second}
+        return data
+
     @field_validator("in_doubt_schedule_seconds")
     @classmethod
     def _positive_looks(cls, value: list[float]) -> list[float]:
@@ -262,6 +281,9 @@ class Connector(ABC):
 
     kind: ClassVar[str]
     Options: ClassVar[type[BaseModel]]
+    # The vendor's documented API rate limit (calls a second), the default of `rate_limit_per_second`;
+    # None: the vendor publishes none.
+    default_rate_limit_per_second: ClassVar[float | None] = None
 
     def __init__(self, config: ConnectorConfig) -> None:
         self.config = config

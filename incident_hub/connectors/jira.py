@@ -35,6 +35,10 @@ Vendor quirks, each from its source:
   "Status"). Server/DC bodies have no `fieldId`: system fields (`fieldtype` "jira") are read by `field`
   (webhook-issue-updated-assigned-on-server.json). Comment webhooks carry no `user`: the actor is the
   comment's `updateAuthor` (webhook-cloud-comment-*.json).
+- A 429 carries `Retry-After` (seconds) and `X-RateLimit-Reset` (ISO 8601, `yyyy-MM-ddTHH:mmZ`: the
+  request time plus that wait); either may be missing (developer.atlassian.com "Rate limiting"). Limits
+  for API-token traffic are per-second bursts per endpoint, with no number published: the connector
+  keeps the hub's default pace.
 """
 
 from __future__ import annotations
@@ -71,9 +75,12 @@ from incident_hub.model import ExternalRef, Incident, Status
 from incident_hub.signing import signature_matches
 from incident_hub.sync.retry import (
     DeliveryError,
+    HeaderGetter,
     PermanentDeliveryError,
     RetryableDeliveryError,
+    parse_retry_after,
     raise_for_status,
+    seconds_until,
     write_outcome,
 )
 
@@ -180,7 +187,9 @@ class JiraConnector(Connector):
         except JIRAError as error:
             response = error.response
             if response is not None:
-                raise_for_status(response.status_code, response.text, response.headers.get, "Jira")
+                raise_for_status(
+                    response.status_code, response.text, response.headers.get, "Jira", rate_limit_wait
+                )
             raise PermanentDeliveryError(f"Jira: {error.text or error}") from error
         except _MISCONFIGURED as error:
             raise PermanentDeliveryError(f"Jira base URL {self.config.base_url!r}: {error}") from error
@@ -681,6 +690,18 @@ def _with_statuses(base: MappingDocument, names: dict[Status, str]) -> MappingDo
             from_vendor[name] = next(s for s in Status if to_vendor[s] == name)
     status = {"field": base.status.field, "to_vendor": to_vendor, "from_vendor": from_vendor}
     return MappingDocument.model_validate({**base.model_dump(), "status": status})
+
+
+def rate_limit_wait(header: HeaderGetter) -> float | None:
+    """The wait a Jira 429 asks for: `Retry-After`, else until `X-RateLimit-Reset`."""
+    wait = parse_retry_after(header("retry-after"))
+    reset = header("x-ratelimit-reset")
+    if wait is None and reset:
+        try:
+            wait = seconds_until(datetime.fromisoformat(reset.strip().replace("Z", "+00:00")))
+        except ValueError:
+            return None
+    return wait
 
 
 def _hub_label(incident: Incident) -> str:

@@ -23,6 +23,10 @@ Vendor quirks, each from its source:
 - Webhooks are not signed (vendor/opsgenie/NOTES.md): the integration sends a custom header with a shared
   secret, or basic-auth credentials. `alert.updatedAt` is nanoseconds (19 digits), `createdAt`
   milliseconds; `priority` is `"P3"` or `3` (zulip-fixtures/create.json).
+- Rate limits are token buckets per request domain and plan, per minute and per second; a 429 names the
+  bucket that ran dry in `X-RateLimit-Period-In-Sec` (60 or 1) with `X-RateLimit-State: THROTTLED`
+  (docs.opsgenie.com "Rate Limiting"): the connector waits that period unless a `Retry-After` says
+  otherwise. The limits depend on the plan: the connector keeps the hub's default pace.
 """
 
 from __future__ import annotations
@@ -61,8 +65,11 @@ from incident_hub.mapping.document import MappingDocument, default_for
 from incident_hub.model import ExternalRef, Incident
 from incident_hub.sync.retry import (
     DeliveryError,
+    HeaderGetter,
     PermanentDeliveryError,
     RetryableDeliveryError,
+    parse_retry_after,
+    parse_seconds,
     raise_for_status,
     write_outcome,
 )
@@ -182,7 +189,7 @@ class OpsgenieConnector(Connector):
                 ) from None
             body = getattr(error, "body", None) or ""
             headers = getattr(error, "headers", None) or {}
-            raise_for_status(status, _error_text(body), headers.get, "Opsgenie")
+            raise_for_status(status, _error_text(body), headers.get, "Opsgenie", rate_limit_wait)
             raise PermanentDeliveryError(f"Opsgenie: {error}") from None
         except urllib3.exceptions.HTTPError as error:
             # Kept as the cause: whether the request left decides if a create's outcome is unknown.
@@ -663,6 +670,11 @@ class OpsgenieConnector(Connector):
 
 
 # ---- values ---------------------------------------------------------------------------------------------
+
+
+def rate_limit_wait(header: HeaderGetter) -> float | None:
+    """The wait an Opsgenie 429 asks for: `Retry-After`, else the throttled bucket's period."""
+    return parse_retry_after(header("retry-after")) or parse_seconds(header("x-ratelimit-period-in-sec"))
 
 
 def _status(alert: Mapping[str, Any]) -> str:

@@ -3,6 +3,9 @@
 Vendor quirks, each from PagerDuty's docs:
 - The client retries by itself (429 forever, 5xx, network errors). Those loops are turned off
   (`retry`, `max_http_attempts`, `max_network_attempts`) so `sync/retry.py` is the only retry layer.
+- REST API rate limit: 960 requests a minute per user (or account) API key; a 429 says how long to wait in
+  `ratelimit-reset` (seconds), not `Retry-After` (support.pagerduty.com "REST API Rate Limits"). The
+  connector's default `rate_limit_per_second` is that limit, 16.
 - The client is synchronous (httpx2): calls run in a worker thread, never on the event loop.
 - The client accepts only `https://` base URLs; a private CA is given as `ca_bundle`.
 - The REST API cannot move an incident back to `triggered` or reopen a resolved one
@@ -52,8 +55,11 @@ from incident_hub.model import ExternalRef, Incident
 from incident_hub.signing import signature_matches
 from incident_hub.sync.retry import (
     DeliveryError,
+    HeaderGetter,
     PermanentDeliveryError,
     RetryableDeliveryError,
+    parse_retry_after,
+    parse_seconds,
     raise_for_status,
     write_outcome,
 )
@@ -99,6 +105,7 @@ class PagerDutyConnector(Connector):
     kind = "pagerduty"
     Options = PagerDutyOptions
     options: PagerDutyOptions
+    default_rate_limit_per_second = 960 / 60
 
     def __init__(self, config: ConnectorConfig) -> None:
         super().__init__(config)
@@ -168,7 +175,9 @@ class PagerDutyConnector(Connector):
     def _call(self, method: str, path: str, **kw: Any) -> Any:
         with _delivery_errors("PagerDuty"):
             response = self.client().request(method, path, **kw)
-        raise_for_status(response.status_code, response.text, response.headers.get, "PagerDuty")
+        raise_for_status(
+            response.status_code, response.text, response.headers.get, "PagerDuty", rate_limit_wait
+        )
         return response.json() if response.content else None
 
     async def _acall(self, method: str, path: str, **kw: Any) -> Any:
@@ -618,10 +627,15 @@ def _delivery_errors(host: str) -> Iterator[None]:
     except pagerduty.HttpError as error:
         failed = error.response
         if failed is not None:
-            raise_for_status(failed.status_code, failed.text, failed.headers.get, host)
+            raise_for_status(failed.status_code, failed.text, failed.headers.get, host, rate_limit_wait)
         raise PermanentDeliveryError(f"{host}: {error}") from error
     except pagerduty.Error as error:
         raise RetryableDeliveryError(f"{host} unreachable: {error}") from error
+
+
+def rate_limit_wait(header: HeaderGetter) -> float | None:
+    """The wait a PagerDuty 429 asks for: `ratelimit-reset` seconds, else a `Retry-After`."""
+    return parse_seconds(header("ratelimit-reset")) or parse_retry_after(header("retry-after"))
 
 
 def _time(value: str) -> datetime:

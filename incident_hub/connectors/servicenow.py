@@ -26,6 +26,9 @@ Vendor quirks, each from its source:
 - ServiceNow has no fixed outbound webhook (docs/c_BiDiIncidentTicketingIntegrations.md): the payload
   is the hub's own contract, sent by a business rule (docs/servicenow.md), authenticated by a shared
   secret header or HTTP basic auth.
+- Rate limits are rules an instance's administrator sets (requests an hour per user or role); a 429 carries
+  `Retry-After` (seconds) and `X-RateLimit-Reset` (UNIX time the window resets) (API reference, "Inbound
+  REST API rate limiting"). No default is published: the connector keeps the hub's default pace.
 """
 
 from __future__ import annotations
@@ -64,9 +67,13 @@ from incident_hub.mapping.document import MappingDocument, default_for
 from incident_hub.model import ExternalRef, Incident
 from incident_hub.sync.retry import (
     DeliveryError,
+    HeaderGetter,
     PermanentDeliveryError,
     classify_transport_error,
+    parse_retry_after,
+    parse_seconds,
     raise_for_response,
+    seconds_until,
     write_outcome,
 )
 
@@ -650,7 +657,16 @@ async def _raise_for_status(response: httpx.Response) -> None:
     if response.is_success:
         return
     await response.aread()
-    raise_for_response(response)
+    raise_for_response(response, rate_limit_wait)
+
+
+def rate_limit_wait(header: HeaderGetter) -> float | None:
+    """The wait a ServiceNow 429 asks for: `Retry-After`, else until `X-RateLimit-Reset` (UNIX time)."""
+    wait = parse_retry_after(header("retry-after"))
+    reset = parse_seconds(header("x-ratelimit-reset"))
+    if wait is None and reset is not None:
+        wait = seconds_until(datetime.fromtimestamp(reset, UTC))
+    return wait
 
 
 def _set(record: Any, name: str, value: str) -> None:

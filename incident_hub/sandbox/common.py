@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import random
 import re
 import tempfile
@@ -157,8 +158,21 @@ class Knobs(BaseModel):
     fail_next: list[int] = Field(
         default_factory=list, description="Statuses for the next requests, in order."
     )
-    rate_limit_next: int = Field(default=0, ge=0, description="The next N requests get 429.")
+    rate_limit_next: int = Field(
+        default=0,
+        ge=0,
+        description="The next N requests get 429 (a storm), with the vendor's rate-limit headers saying "
+        "`retry_after_seconds`.",
+    )
     retry_after_seconds: int = Field(default=1, ge=0, description="Retry-After sent with 429 and 503.")
+    rate_limit: int | None = Field(
+        default=None,
+        ge=1,
+        description="Enforce the vendor's limit: this many requests per `rate_limit_period_seconds` (a "
+        "token bucket that holds one period's worth and refills evenly); a request beyond it gets 429 "
+        "with the vendor's headers saying when a request goes through again. None: no limit.",
+    )
+    rate_limit_period_seconds: float = Field(default=60.0, gt=0)
     timeout_next: int = Field(default=0, ge=0, description="The next N requests hang, then get 504.")
     timeout_seconds: float = Field(default=30.0, ge=0)
     slow_creates: int = Field(
@@ -184,6 +198,14 @@ class WebhookTarget(BaseModel):
     secret: str | None = None
 
 
+RateLimitHeaders = Callable[[float, Knobs], dict[str, str]]
+"""The headers a vendor sends with a 429, given the seconds until a request goes through again."""
+
+
+def retry_after_headers(wait: float, knobs: Knobs) -> dict[str, str]:
+    return {"retry-after": str(math.ceil(wait))}
+
+
 @dataclass
 class SandboxState:
     """Shared by a vendor's routes, the knobs middleware and the control endpoints."""
@@ -197,6 +219,10 @@ class SandboxState:
     counter: int = 0
     # (method, path pattern) of the vendor's create call, which the create knobs hold.
     create_call: tuple[str, str] | None = None
+    rate_limit_headers: RateLimitHeaders = retry_after_headers
+    # The enforced limit's bucket: tokens left, and when they were last counted (monotonic).
+    tokens: float | None = None
+    tokens_at: float = 0.0
 
     def next_number(self) -> int:
         with self.lock:
@@ -233,6 +259,26 @@ class SandboxState:
             if knobs.error_rate and self.random.random() < knobs.error_rate:
                 return 500, 0.0
         return None
+
+    def take_token(self) -> float | None:
+        """Under an enforced limit (`knobs.rate_limit`): None when this request may go (it takes a token),
+        else the seconds until one will."""
+        with self.lock:
+            knobs = self.knobs
+            if knobs.rate_limit is None:
+                self.tokens = None
+                return None
+            now = time.monotonic()
+            per_second = knobs.rate_limit / knobs.rate_limit_period_seconds
+            if self.tokens is None:
+                self.tokens = float(knobs.rate_limit)
+            else:
+                self.tokens = min(float(knobs.rate_limit), self.tokens + (now - self.tokens_at) * per_second)
+            self.tokens_at = now
+            if self.tokens >= 1.0:
+                self.tokens -= 1.0
+                return None
+            return (1.0 - self.tokens) / per_second
 
 
 Signer = Callable[[bytes, str], dict[str, str]]
@@ -309,16 +355,23 @@ class KnobsMiddleware:
             # The client gives up meanwhile; the vendor applies the create (or not) all the same.
             await asyncio.sleep(knobs.create_lands_after_seconds)
         failure = (504, 0.0) if held == "swallowed" else None if held else self.state.take_failure()
+        limited: dict[str, str] = {}
         if failure is not None:
             status, wait = failure
             if wait:
                 await asyncio.sleep(wait)
             note = "swallowed" if held else "injected"
+            if status == 429:
+                limited = self.state.rate_limit_headers(knobs.retry_after_seconds, knobs)
+                limited.setdefault("retry-after", str(knobs.retry_after_seconds))
+            elif status == 503:
+                limited = {"retry-after": str(knobs.retry_after_seconds)}
+        elif not held and (until := self.state.take_token()) is not None:
+            status, note = 429, "rate limited"
+            limited = self.state.rate_limit_headers(until, knobs)
+        if failure is not None or limited:
             self.state.ledger.record("in", method, path, query, status, headers, body, note=note)
             payload = json.dumps(self.error_body(status)).encode()
-            extra = (
-                [(b"retry-after", str(knobs.retry_after_seconds).encode())] if status in (429, 503) else []
-            )
             await send(
                 {
                     "type": "http.response.start",
@@ -326,7 +379,7 @@ class KnobsMiddleware:
                     "headers": [
                         (b"content-type", b"application/json"),
                         (b"content-length", str(len(payload)).encode()),
-                        *extra,
+                        *((name.encode(), value.encode()) for name, value in limited.items()),
                     ],
                 }
             )

@@ -3,6 +3,10 @@
 Delivery is at least once. A claim is a lease: if the process dies mid-send, the lease runs out and the
 delivery is claimed again (by this process after a restart, or by another replica). Deliveries that share
 a target and an ordering key (the incident) go out one at a time, in the order they were written.
+
+A target that answers 429 (`RateLimited`) is held back for the wait it asked for: the delivery goes again
+then, spending none of its attempts, and no other delivery to that target is claimed meanwhile, so the
+slots go to the targets that can take them.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from incident_hub.sync.retry import (
     HeldDelivery,
     InDoubt,
     PermanentDeliveryError,
+    RateLimited,
     RetryableDeliveryError,
     RetryPolicy,
 )
@@ -96,6 +101,8 @@ class Dispatcher:
         self._wakeup: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._in_flight: set[asyncio.Task[None]] = set()
+        # (target kind, target id) -> when a target that answered 429 may be called again (UTC).
+        self._held_back: dict[tuple[str, str], datetime] = {}
 
     # ---- running ------------------------------------------------------------------------------------
 
@@ -167,6 +174,12 @@ class Dispatcher:
                 earlier.state.in_((PENDING, DEAD)),
             )
         )
+        # A target that answered 429 gets nothing more until its pause is over (this process's view).
+        held_back = [
+            and_(DeliveryRow.target_kind == kind, DeliveryRow.target_id == target_id)
+            for (kind, target_id), until in dict(self._held_back).items()
+            if until > now
+        ]
         # A paused connector's deliveries wait, in order, until it is resumed.
         paused = exists().where(
             and_(
@@ -183,6 +196,7 @@ class Dispatcher:
                 (DeliveryRow.lease_until.is_(None)) | (DeliveryRow.lease_until < now),
                 ~blocked,
                 ~paused,
+                *(~target for target in held_back),
             )
             .order_by(DeliveryRow.id)
             .limit(limit)
@@ -274,6 +288,16 @@ class Dispatcher:
                     values["delivered_at"] = now
             session.execute(update(DeliveryRow).where(DeliveryRow.id == delivery_id).values(**values))
 
+    def _postpone(self, delivery_id: int, until: datetime) -> None:
+        """Free the claim and make the delivery due again only at `until`; no attempt is logged (nothing
+        was sent)."""
+        with self.db.write() as session:
+            session.execute(
+                update(DeliveryRow)
+                .where(DeliveryRow.id == delivery_id, DeliveryRow.leased_by == self.worker_id)
+                .values(next_attempt_at=until, lease_until=None, leased_by=None)
+            )
+
     def _release(self, delivery_id: int) -> None:
         with self.db.write() as session:
             session.execute(
@@ -344,6 +368,9 @@ class Dispatcher:
                     except InDoubt as error:
                         await self._in_doubt(delivery, started, error)
                         return
+                    except RateLimited as error:
+                        await self._rate_limited(delivery, started, error)
+                        return
                     except DeliveryError as error:
                         await self._failed(delivery, started, error, attempt_number)
                         raise
@@ -391,6 +418,40 @@ class Dispatcher:
         )
         DELIVERY_ATTEMPTS.labels(delivery.target_kind, "in_doubt").inc()
         log.info("delivery in doubt", extra={"look_at": error.look_at.isoformat(), "error": str(error)[:300]})
+
+    async def _rate_limited(self, delivery: ClaimedDelivery, started: float, error: RateLimited) -> None:
+        """Hold the target back until its pause is over and send this delivery again then, first among
+        its incident's (the ones behind it keep waiting): a 429 spends none of the attempt budget."""
+        until = error.resume_at
+        if until is None:
+            until = utcnow() + timedelta(seconds=error.retry_after or 1.0)
+        target = (delivery.target_kind, delivery.target_id)
+        known = self._held_back.get(target)
+        if known is None or known < until:
+            self._held_back[target] = until
+            if self._loop is not None:
+                # Look for work the moment the pause ends rather than at the next poll.
+                delay = max(0.0, (until - utcnow()).total_seconds())
+                self._loop.call_later(delay, self.wake)
+        if error.status_code is None:
+            # Held back by the target's pause before anything was sent.
+            await asyncio.to_thread(self._postpone, delivery.id, until)
+            return
+        await asyncio.to_thread(
+            self._record_attempt,
+            delivery.id,
+            started,
+            error.status_code,
+            str(error)[:2000],
+            None,
+            False,
+            until,
+        )
+        DELIVERY_ATTEMPTS.labels(delivery.target_kind, "rate_limited").inc()
+        log.info(
+            "delivery rate limited; sending again after the pause",
+            extra={"resume_at": until.isoformat(), "error": str(error)[:300]},
+        )
 
     async def _failed(
         self, delivery: ClaimedDelivery, started: float, error: DeliveryError, attempt: int

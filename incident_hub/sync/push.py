@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import datetime
 from typing import Any
 
-from aiolimiter import AsyncLimiter
 from sqlalchemy import exists, select, update
 
 from incident_hub.clock import as_utc, utcnow
@@ -43,7 +43,9 @@ from incident_hub.sync.retry import (
     InDoubt,
     OutcomeUnknown,
     PermanentDeliveryError,
+    RateLimited,
 )
+from incident_hub.sync.throttle import Throttle
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +68,7 @@ class ConnectorTarget:
         self.mappings = mappings
         self.doubts = Doubts(db)
         self._gates: dict[str, asyncio.Semaphore] = {}
-        self._limits: dict[str, tuple[float, AsyncLimiter]] = {}
+        self._throttles: dict[str, Throttle] = {}
 
     async def deliver(self, delivery: ClaimedDelivery) -> int | None:
         try:
@@ -81,10 +83,11 @@ class ConnectorTarget:
         gate = self._gates.setdefault(connector.id, asyncio.Semaphore(connector.config.max_concurrency))
         async with gate:
             try:
-                result = await self._push(_Calls(connector, self._limit(connector)), delivery, mapping)
+                result = await self._push(_Calls(connector, self._throttle(connector)), delivery, mapping)
             except DeliveryError as error:
-                # A wait in doubt is no failure of the vendor's: the breaker does not count it.
-                if not isinstance(error, PermanentDeliveryError | InDoubt):
+                # Only a vendor that is broken (5xx, timeouts, no connection) counts toward the breaker: a
+                # wait in doubt is the hub's own, and a 429 is the vendor working as it should.
+                if not isinstance(error, PermanentDeliveryError | InDoubt | RateLimited):
                     paused = await asyncio.to_thread(self.registry.record_failure, connector.id, str(error))
                     if paused:
                         raise HeldDelivery(f"connector {connector.id} paused after: {error}") from error
@@ -117,15 +120,21 @@ class ConnectorTarget:
                 update(DeliveryRow).where(DeliveryRow.id == delivery_id).values(mapping_version=version)
             )
 
-    def _limit(self, connector: Connector) -> AsyncLimiter:
-        """The connector's rate limit: a leaky bucket of `rate_limit_per_second` vendor calls, bursts up to
-        one second's worth. A delivery that needs no call (nothing changed) takes nothing from it."""
-        rate = connector.config.rate_limit_per_second
-        found = self._limits.get(connector.id)
-        if found is None or found[0] != rate:
-            found = (rate, AsyncLimiter(max(rate, 1.0), time_period=max(rate, 1.0) / rate))
-            self._limits[connector.id] = found
-        return found[1]
+    def _throttle(self, connector: Connector) -> Throttle:
+        """The connector's pace: `rate_limit_per_second` vendor calls, bursts up to one second's worth,
+        paused after a 429. A delivery that needs no call (nothing changed) takes nothing from it."""
+        throttle = self._throttles.get(connector.id)
+        if throttle is None:
+            throttle = self._throttles[connector.id] = Throttle(
+                connector.id, connector.config.rate_limit_per_second
+            )
+        throttle.set_rate(connector.config.rate_limit_per_second)
+        return throttle
+
+    def rate_limited_until(self, connector_id: str) -> datetime | None:
+        """When the connector's calls start again after a 429 seen by this process, or None."""
+        throttle = self._throttles.get(connector_id)
+        return throttle.paused_until() if throttle is not None else None
 
     async def _push(
         self, connector: _Calls, delivery: ClaimedDelivery, mapping: MappingDocument
@@ -364,11 +373,12 @@ class ConnectorTarget:
 
 
 class _Calls:
-    """A connector seen through its rate limit: each vendor call waits for its token."""
+    """A connector seen through its throttle: each vendor call waits for its token, none goes while the
+    vendor has asked the hub to wait."""
 
-    def __init__(self, connector: Connector, limit: AsyncLimiter) -> None:
+    def __init__(self, connector: Connector, throttle: Throttle) -> None:
         self.connector = connector
-        self.limit = limit
+        self.throttle = throttle
         self.id = connector.id
         self.config = connector.config
 
@@ -376,24 +386,19 @@ class _Calls:
         return self.connector.mapping()
 
     async def find_all(self, incident: Incident) -> list[PushResult]:
-        async with self.limit:
-            return await self.connector.find_all(incident)
+        return await self.throttle.call(lambda: self.connector.find_all(incident))
 
     async def cancel_duplicate(self, duplicate: ExternalRef, kept: ExternalRef) -> None:
-        async with self.limit:
-            await self.connector.cancel_duplicate(duplicate, kept)
+        await self.throttle.call(lambda: self.connector.cancel_duplicate(duplicate, kept))
 
     async def create(self, incident: Incident, fields: dict[str, Any]) -> PushResult:
-        async with self.limit:
-            return await self.connector.create(incident, fields)
+        return await self.throttle.call(lambda: self.connector.create(incident, fields))
 
     async def update(self, ref: ExternalRef, fields: dict[str, Any]) -> PushResult:
-        async with self.limit:
-            return await self.connector.update(ref, fields)
+        return await self.throttle.call(lambda: self.connector.update(ref, fields))
 
     async def add_note(self, ref: ExternalRef, note: OutboundNote) -> str:
-        async with self.limit:
-            return await self.connector.add_note(ref, note)
+        return await self.throttle.call(lambda: self.connector.add_note(ref, note))
 
 
 def _model(row: ExternalRefRow) -> ExternalRef:

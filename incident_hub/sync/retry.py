@@ -1,6 +1,9 @@
 """The hub's only retry layer: every outbound call goes through `RetryPolicy` (tenacity).
 
-Retryable: network errors, timeouts, 408, 425, 429 and 5xx; `Retry-After` on 429/503 is honoured (capped).
+Retryable: network errors, timeouts, 408, 425 and 5xx; `Retry-After` on 503 is honoured (capped).
+Rate limited: 429 is back-pressure, not a failure: a `RateLimited` carrying the wait the vendor asked for
+(each connector reads it from its vendor's headers), which pauses that connector's calls (`sync/throttle.py`)
+and spends none of a delivery's attempts.
 Permanent: any other 4xx — retrying a request the vendor has refused would only repeat the refusal.
 
 A write whose outcome is unknown (the request may have reached the vendor, and no answer says whether it
@@ -23,6 +26,8 @@ import urllib3
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 from tenacity.wait import wait_base, wait_random_exponential
 
+from incident_hub.clock import utcnow
+
 RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 
 
@@ -42,6 +47,28 @@ class RetryableDeliveryError(DeliveryError):
     ) -> None:
         super().__init__(message, status_code=status_code)
         self.retry_after = retry_after
+
+
+class RateLimited(RetryableDeliveryError):
+    """The vendor asked the hub to slow down (a 429), or the connector is still paused after one and the
+    call was not sent (`status_code` None). `retry_after` is the vendor's wait in seconds, None when it
+    gave none; `resume_at` (UTC) is when the connector's calls start again, once the throttle knows."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = 429,
+        retry_after: float | None = None,
+        resume_at: datetime | None = None,
+    ) -> None:
+        super().__init__(message, status_code=status_code, retry_after=retry_after)
+        self.resume_at = resume_at
+
+
+HeaderGetter = Callable[[str], str | None]
+RateLimitWait = Callable[[HeaderGetter], float | None]
+"""Reads the wait a vendor asks for from the headers of its 429 (seconds; None: it gave none)."""
 
 
 class HeldDelivery(DeliveryError):
@@ -140,29 +167,54 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None
+    return seconds_until(when, now)
+
+
+def seconds_until(when: datetime, now: datetime | None = None) -> float:
+    """Seconds from now (the hub's clock) until `when` (naive: UTC), never less than 0."""
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+    return max(0.0, (when - (now or utcnow())).total_seconds())
 
 
-def raise_for_response(response: httpx.Response) -> None:
+def parse_seconds(value: str | None) -> float | None:
+    """A header holding a number of seconds ("30", "1.5"), or None."""
+    try:
+        seconds = float(value) if value else None
+    except ValueError:
+        return None
+    return seconds if seconds is not None and seconds >= 0 else None
+
+
+def retry_after_wait(header: HeaderGetter) -> float | None:
+    """The standard reading of a 429: its `Retry-After` (delta-seconds or HTTP-date)."""
+    return parse_retry_after(header("retry-after"))
+
+
+def raise_for_response(response: httpx.Response, rate_limit_wait: RateLimitWait = retry_after_wait) -> None:
     """Turn a non-2xx response into the typed error the retry policy understands."""
-    raise_for_status(response.status_code, response.text, response.headers.get, response.request.url.host)
+    raise_for_status(
+        response.status_code, response.text, response.headers.get, response.request.url.host, rate_limit_wait
+    )
 
 
 def raise_for_status(
-    status: int, text: str, header: Callable[[str], str | None], host: str = "vendor"
+    status: int,
+    text: str,
+    header: HeaderGetter,
+    host: str = "vendor",
+    rate_limit_wait: RateLimitWait = retry_after_wait,
 ) -> None:
-    """The same for any client library's response: its status, body text and a header getter."""
+    """The same for any client library's response: its status, body text and a header getter. A 429 is
+    `RateLimited`, its wait read by `rate_limit_wait` (the vendor's own headers)."""
     if 200 <= status < 300:
         return
     message = f"HTTP {status} from {host}: {text[:500]}"
+    if status == 429:
+        raise RateLimited(message, retry_after=rate_limit_wait(header))
     if status in RETRYABLE_STATUS:
         raise RetryableDeliveryError(
-            message,
-            status_code=status,
-            # `ratelimit-reset` (seconds) is what PagerDuty sends on 429 instead of Retry-After.
-            retry_after=parse_retry_after(header("retry-after") or header("ratelimit-reset")),
+            message, status_code=status, retry_after=parse_retry_after(header("retry-after"))
         )
     raise PermanentDeliveryError(message, status_code=status)
 

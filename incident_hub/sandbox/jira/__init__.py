@@ -17,8 +17,9 @@ time zone, entity properties searchable only when indexed, eventual consistency 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
@@ -27,7 +28,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 
-from incident_hub.sandbox.common import CONTROL_PREFIX, WebhookSender, WebhookTarget, build_app
+from incident_hub.sandbox.common import (
+    CONTROL_PREFIX,
+    Knobs,
+    WebhookSender,
+    WebhookTarget,
+    build_app,
+)
 from incident_hub.sandbox.jira.api import api_router
 from incident_hub.sandbox.jira.control import control_router
 from incident_hub.sandbox.jira.model import (
@@ -109,6 +116,7 @@ def jira_sandbox(
     service = User(SERVICE_ACCOUNT_ID, "Incident Hub", email, time_zone)
     human = User(HUMAN_ACCOUNT_ID, "Mia Krystof", "mia.krystof@example.com", "America/Los_Angeles")
     state = JiraState(
+        rate_limit_headers=rate_limit_headers,
         vendor="jira",
         create_call=("POST", r"/rest/api/[23]/issue"),
         users={u.account_id: u for u in (service, human)},
@@ -149,6 +157,21 @@ def jira_sandbox(
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     return app, state
+
+
+def rate_limit_headers(wait: float, knobs: Knobs) -> dict[str, str]:
+    """What Jira Cloud sends with a 429 (developer.atlassian.com "Rate limiting"): `Retry-After` seconds,
+    `X-RateLimit-Reset` the time of the request plus that wait (`yyyy-MM-ddTHH:mmZ`), the limit, and the
+    reason (a burst limit, per second per endpoint, for API-token traffic)."""
+    seconds = math.ceil(wait)
+    reset = datetime.now(UTC) + timedelta(seconds=seconds)
+    return {
+        "retry-after": str(seconds),
+        "x-ratelimit-limit": str(knobs.rate_limit or 0),
+        "x-ratelimit-remaining": "0",
+        "x-ratelimit-reset": reset.strftime("%Y-%m-%dT%H:%MZ"),
+        "ratelimit-reason": "jira-burst-based",
+    }
 
 
 def error_body(status: int) -> dict[str, Any]:

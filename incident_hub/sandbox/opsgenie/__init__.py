@@ -12,6 +12,7 @@ The account is seeded (see `state.py`): the API integration `INTEGRATION_NAME`, 
 
 from __future__ import annotations
 
+import math
 import uuid
 from typing import Any
 
@@ -21,7 +22,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from incident_hub.sandbox.common import CONTROL_PREFIX, WebhookTarget, build_app
+from incident_hub.sandbox.common import CONTROL_PREFIX, Knobs, WebhookTarget, build_app
 from incident_hub.sandbox.opsgenie.api import api_router
 from incident_hub.sandbox.opsgenie.control import control_router
 from incident_hub.sandbox.opsgenie.model import OpsgenieError
@@ -68,6 +69,17 @@ _MESSAGES = {
 }
 
 
+def rate_limit_headers(wait: float, knobs: Knobs) -> dict[str, str]:
+    """What Opsgenie sends with a 429 (docs.opsgenie.com "Rate Limiting"): the state, the reason, and the
+    period of the bucket that ran dry (60 or 1 there; here the seconds until a request goes through, so
+    an injected storm's wait reaches the client). No `Retry-After`."""
+    return {
+        "x-ratelimit-state": "THROTTLED",
+        "x-ratelimit-reason": "ACCOUNT",
+        "x-ratelimit-period-in-sec": str(math.ceil(wait)),
+    }
+
+
 def error_body(status: int) -> dict[str, Any]:
     """Opsgenie's `ErrorResponse` for an HTTP status (used for injected failures too)."""
     message = _MESSAGES.get(status, "Internal Server Error")
@@ -87,6 +99,7 @@ def opsgenie_sandbox(
     if webhook_auth not in ("header", "basic"):
         raise ValueError("webhook_auth is 'header' or 'basic'")
     state = OpsgenieState(
+        rate_limit_headers=rate_limit_headers,
         vendor="opsgenie",
         create_call=("POST", r"/v2/alerts/?"),
         api_key=api_key,

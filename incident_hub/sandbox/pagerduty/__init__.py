@@ -11,6 +11,7 @@ The account is seeded (see `account.py`): service `SERVICE_ID` on escalation pol
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,9 +19,8 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from incident_hub.sandbox.common import CONTROL_PREFIX, WebhookTarget, build_app
+from incident_hub.sandbox.common import CONTROL_PREFIX, Knobs, WebhookTarget, build_app
 from incident_hub.sandbox.pagerduty.account import (
     ESCALATION_POLICY_ID,
     HUB_EMAIL,
@@ -43,6 +43,7 @@ from incident_hub.sandbox.pagerduty.state import PagerDutyState
 from incident_hub.sandbox.pagerduty.webhooks import SIGNATURE_HEADER, Deliveries, signature
 
 __all__ = [
+    "DOCUMENTED_RATE_LIMIT",
     "ESCALATION_POLICY_ID",
     "HUB_EMAIL",
     "HUB_USER_ID",
@@ -73,6 +74,8 @@ _ERRORS = {
     429: ("Rate Limit Exceeded", 2020),
     504: ("The request took too long to process", 2016),
 }
+# REST API requests a minute per API key (support.pagerduty.com "REST API Rate Limits").
+DOCUMENTED_RATE_LIMIT = 960
 _INTERNAL = ("An internal error has occurred. PagerDuty team has been notified.", 2000)
 
 
@@ -101,6 +104,7 @@ def pagerduty_sandbox(
         api_token=api_token,
         account=seeded_account(routing_key),
         subdomain=subdomain,
+        rate_limit_headers=rate_limit_headers,
     )
     secrets = [webhook_secret] if isinstance(webhook_secret, str) else list(webhook_secret or [])
     if hub_webhook_url:
@@ -115,7 +119,6 @@ def pagerduty_sandbox(
     app = build_app(state, vendor, error_body, "PagerDuty sandbox")
     app.add_exception_handler(PagerDutyError, _on_pagerduty_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
-    app.add_middleware(RateLimitHeaders, state=state)
     return app, state
 
 
@@ -137,29 +140,12 @@ async def _on_http_error(request: Request, error: Exception) -> Response:
     return JSONResponse(error_body(error.status_code), status_code=error.status_code)
 
 
-class RateLimitHeaders:
-    """Adds the `ratelimit-*` headers PagerDuty sends with a 429 (docs/REST-API/04-Rate-Limits.md).
-
-    PagerDuty itself sends no `Retry-After`; the knobs' `Retry-After` stays, and `ratelimit-reset` says the
-    same number of seconds.
-    """
-
-    def __init__(self, app: ASGIApp, state: PagerDutyState) -> None:
-        self.app = app
-        self.state = state
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        async def send_with_limits(message: Message) -> None:
-            if message["type"] == "http.response.start" and message["status"] == 429:
-                headers = list(message.get("headers", []))
-                if not any(name.lower() == b"ratelimit-reset" for name, _ in headers):
-                    reset = str(self.state.knobs.retry_after_seconds).encode()
-                    headers += [
-                        (b"ratelimit-limit", b"960"),
-                        (b"ratelimit-remaining", b"0"),
-                        (b"ratelimit-reset", reset),
-                    ]
-                message = {**message, "headers": headers}
-            await send(message)
-
-        await self.app(scope, receive, send_with_limits)
+def rate_limit_headers(wait: float, knobs: Knobs) -> dict[str, str]:
+    """The `ratelimit-*` headers PagerDuty sends with a 429 instead of `Retry-After`
+    (docs/REST-API/04-Rate-Limits.md): `ratelimit-reset` is the seconds to wait. The REST API allows 960
+    requests a minute per API key; `knobs.rate_limit` of 960 a 60-second period enforces that."""
+    return {
+        "ratelimit-limit": str(knobs.rate_limit or DOCUMENTED_RATE_LIMIT),
+        "ratelimit-remaining": "0",
+        "ratelimit-reset": str(math.ceil(wait)),
+    }

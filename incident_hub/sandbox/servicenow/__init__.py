@@ -10,6 +10,8 @@ The instance is seeded (see `state.seeded_tables`): the integration user (`usern
 
 from __future__ import annotations
 
+import math
+import time
 from typing import Any, Literal
 
 from fastapi import APIRouter, FastAPI, Request
@@ -17,7 +19,7 @@ from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from incident_hub.sandbox.common import CONTROL_PREFIX, WebhookTarget, build_app
+from incident_hub.sandbox.common import CONTROL_PREFIX, Knobs, WebhookTarget, build_app
 from incident_hub.sandbox.servicenow.control import control_router
 from incident_hub.sandbox.servicenow.state import (
     PRIORITY_LOOKUP,
@@ -57,6 +59,22 @@ _MESSAGES = {
 }
 
 
+# The sys_id of the sandbox's one rate limit rule (sys_rate_limit_rules), named in X-RateLimit-Rule.
+RATE_LIMIT_RULE = "5a1d0c2e1b2f3a4b5c6d7e8f9a0b1c2d"
+
+
+def rate_limit_headers(wait: float, knobs: Knobs) -> dict[str, str]:
+    """What an instance sends when a rate limit rule refuses a request (API reference, "Inbound REST API
+    rate limiting"): `Retry-After` seconds, the rule's limit, the UNIX time its window resets, the rule."""
+    seconds = math.ceil(wait)
+    return {
+        "retry-after": str(seconds),
+        "x-ratelimit-limit": str(knobs.rate_limit or 0),
+        "x-ratelimit-reset": str(math.ceil(time.time() + seconds)),
+        "x-ratelimit-rule": RATE_LIMIT_RULE,
+    }
+
+
 def error_body(status: int, message: str | None = None, detail: str | None = None) -> dict[str, Any]:
     """ServiceNow's error body for an HTTP status (used for injected failures too)."""
     return {
@@ -87,6 +105,7 @@ def servicenow_sandbox(
         tables=seeded_tables(username),
         webhook_mode=webhook_auth,
         webhook_header=webhook_header,
+        rate_limit_headers=rate_limit_headers,
     )
     if hub_webhook_url:
         state.webhook_targets = [WebhookTarget(url=hub_webhook_url, secret=webhook_secret)]
