@@ -11,6 +11,7 @@ from fastapi.responses import HTMLResponse, Response
 from incident_hub.admin.audit import record_action
 from incident_hub.admin.render import hub_errors, render, see_other
 from incident_hub.admin.session import Admin, AdminPost
+from incident_hub.api.params import Cursor, RowId
 from incident_hub.hub import Hub
 
 router = APIRouter()
@@ -35,7 +36,7 @@ def deliveries_page(
     session: Admin,
     state: str = "dead",
     target_kind: str = "",
-    after_id: int | None = None,
+    after_id: Cursor = None,
 ) -> HTMLResponse:
     if state not in STATES:
         state = "dead"
@@ -61,7 +62,7 @@ def deliveries_page(
 
 
 @router.get("/deliveries/{delivery_id}")
-def delivery_page(delivery_id: int, request: Request, session: Admin) -> HTMLResponse:
+def delivery_page(delivery_id: RowId, request: Request, session: Admin) -> HTMLResponse:
     with hub_errors():
         delivery = _hub(request).outbox.get(delivery_id)
     return render(request, "delivery.html", session, {"delivery": delivery})
@@ -69,7 +70,7 @@ def delivery_page(delivery_id: int, request: Request, session: Admin) -> HTMLRes
 
 @router.post("/deliveries/{delivery_id}/replay")
 def replay_delivery(
-    delivery_id: int,
+    delivery_id: RowId,
     request: Request,
     session: AdminPost,
     state: Annotated[str, Form()] = "dead",
@@ -87,7 +88,7 @@ def replay_delivery(
 
 @router.post("/deliveries/{delivery_id}/discard")
 def discard_delivery(
-    delivery_id: int,
+    delivery_id: RowId,
     request: Request,
     session: AdminPost,
     state: Annotated[str, Form()] = "dead",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import secrets
 from typing import Annotated
 
@@ -12,6 +13,7 @@ from fastapi.responses import Response
 from incident_hub.admin.render import error_page, render, see_other
 from incident_hub.admin.session import COOKIE, LOGIN_COOKIE, AdminPost, current, store
 from incident_hub.api.auth import ApiKeys, Scope
+from incident_hub.api.throttle import Throttled
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +64,15 @@ def log_in(
         # The login form itself is protected: no site can log a browser in with the attacker's key.
         return error_page(request, None, 403, "The login form expired or did not come from this site.")
     keys: ApiKeys = request.app.state.hub.api_keys
-    principal = keys.verify(api_key.strip())
+    remote = request.client.host if request.client else None
+    try:
+        principal = keys.verify(api_key.strip(), remote)
+    except Throttled as throttled:
+        context = {"next": _safe_next(next), "error": throttled.detail, "csrf_token": csrf_token}
+        wait = str(max(1, math.ceil(throttled.retry_after)))
+        return render(request, "login.html", None, context, status_code=429, headers={"Retry-After": wait})
+    if principal is not None and not principal.allows(Scope.ADMIN):
+        keys.failures.failed(remote, "admin login")
     if principal is None or not principal.allows(Scope.ADMIN):
         error = "Unknown or revoked API key." if principal is None else "This key lacks the admin scope."
         log.warning(

@@ -16,6 +16,7 @@ from pydantic import AfterValidator
 from incident_hub.admin.audit import record_action
 from incident_hub.admin.render import AdminPageError, hub_errors, render, see_other
 from incident_hub.admin.session import Admin, AdminPost, AdminSession
+from incident_hub.api.params import MAX_ROW_ID, VersionQuery
 from incident_hub.clock import utcnow
 from incident_hub.connectors.base import ConnectorError, WebhookRejected
 from incident_hub.hub import Hub
@@ -241,9 +242,9 @@ def versions_page(
     connector_id: str,
     request: Request,
     session: Admin,
-    from_version: int | None = None,
-    to_version: int | None = None,
-    show: int | None = None,
+    from_version: VersionQuery = None,
+    to_version: VersionQuery = None,
+    show: VersionQuery = None,
 ) -> HTMLResponse:
     store = _store(request, connector_id)
     with hub_errors():
@@ -270,7 +271,10 @@ def versions_page(
 
 @router.post("/connectors/{connector_id}/mapping/rollback")
 def rollback_mapping(
-    connector_id: str, request: Request, session: AdminPost, version: Annotated[int, Form()]
+    connector_id: str,
+    request: Request,
+    session: AdminPost,
+    version: Annotated[int, Form(ge=1, le=MAX_ROW_ID)],
 ) -> Response:
     store = _store(request, connector_id)
     with hub_errors():

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 
 from incident_hub.api.auth import Admin
+from incident_hub.api.params import Cursor
 from incident_hub.audit import AuditEntry
 from incident_hub.hub import Hub
 
@@ -18,7 +19,7 @@ def audit_log(
     request: Request,
     _: Admin,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    before_id: Annotated[int | None, Query(description="Cursor: the last id of the previous page.")] = None,
+    before_id: Cursor = None,
 ) -> list[AuditEntry]:
     """Admin actions, newest first: who (API key name and id), what, on which target, when, detail."""
     hub: Hub = request.app.state.hub

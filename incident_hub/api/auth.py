@@ -20,6 +20,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
+from incident_hub.api.throttle import FailureThrottle
 from incident_hub.clock import utcnow
 from incident_hub.errors import HubError
 from incident_hub.store.db import Database
@@ -83,9 +84,13 @@ def _hash(key: str) -> str:
 class ApiKeys:
     """Issue, verify and revoke keys. Verified keys are trusted for `cache_seconds` (revocation lag)."""
 
-    def __init__(self, db: Database, cache_seconds: float = 30.0) -> None:
+    def __init__(
+        self, db: Database, cache_seconds: float = 30.0, failures: FailureThrottle | None = None
+    ) -> None:
         self.db = db
         self.cache_seconds = cache_seconds
+        # Failed attempts per client address (API and admin login share it).
+        self.failures = failures or FailureThrottle()
         self._cache: dict[str, tuple[float, Principal]] = {}
         self._lock = threading.Lock()
 
@@ -141,12 +146,20 @@ class ApiKeys:
             return cached[1]
         return None
 
-    def verify(self, key: str) -> Principal | None:
+    def verify(self, key: str, remote: str | None = None) -> Principal | None:
+        """The key's principal, or None. A caller at a throttled `remote` address gets an answer only
+        for keys verified recently (no database lookup); otherwise `Throttled` is raised. A failure
+        counts against `remote`."""
         cached = self.cached(key)
         if cached is not None:
             return cached
-        digest = _hash(key)
-        now = time.monotonic()
+        self.failures.refuse(remote)
+        principal = self._lookup(key, _hash(key), time.monotonic())
+        if principal is None:
+            self.failures.failed(remote, "api key")
+        return principal
+
+    def _lookup(self, key: str, digest: str, now: float) -> Principal | None:
         parts = key.split("_")
         if len(parts) < 3 or parts[0] != "ih":
             return None
@@ -177,7 +190,8 @@ def require(scope: Scope) -> Callable[..., Awaitable[Principal]]:
         # A key seen lately is answered on the event loop; only a database look-up takes a thread.
         principal = keys.cached(credentials.credentials)
         if principal is None:
-            principal = await run_in_threadpool(keys.verify, credentials.credentials)
+            remote = request.client.host if request.client else None
+            principal = await run_in_threadpool(keys.verify, credentials.credentials, remote)
         if principal is None:
             raise Unauthenticated("unknown or revoked API key")
         if not principal.allows(scope):

@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from sqlalchemy import select
 
 from incident_hub.api.auth import Admin, Reader
+from incident_hub.api.params import RowId
 from incident_hub.audit import actor_name
 from incident_hub.connectors.base import ConnectorConfig, ConnectorError, Health
 from incident_hub.connectors.registry import ConnectorState, unreadable_secrets
@@ -205,7 +206,7 @@ def inbox(
 
 
 @router.post("/api/v1/inbox/{inbox_id}/replay", response_model=InboxEntry)
-def replay_inbox(inbox_id: int, request: Request, who: Admin) -> InboxEntry:
+def replay_inbox(inbox_id: RowId, request: Request, who: Admin) -> InboxEntry:
     """Apply a failed webhook again (it keeps its place: it is applied like any pending one)."""
     hub = _hub(request)
     with hub.db.write() as session:

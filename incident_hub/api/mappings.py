@@ -12,6 +12,7 @@ from fastapi import APIRouter, Body, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from incident_hub.api.auth import Admin, Principal, Reader
+from incident_hub.api.params import MAX_ROW_ID, Version
 from incident_hub.api.problems import malformed_json
 from incident_hub.audit import actor_name
 from incident_hub.errors import InvalidRequest
@@ -109,7 +110,7 @@ def mapping_versions(connector_id: str, request: Request, _: Reader) -> list[Map
 
 
 @router.get("/{connector_id}/versions/{version}", response_model=MappingVersion)
-def mapping_version(connector_id: str, version: int, request: Request, _: Reader) -> MappingVersion:
+def mapping_version(connector_id: str, version: Version, request: Request, _: Reader) -> MappingVersion:
     return _hub(request).mappings.get(connector_id, version)
 
 
@@ -156,7 +157,7 @@ def validate_mapping(connector_id: str, change: MappingChange, request: Request,
 
 
 @router.post("/{connector_id}/rollback/{version}", response_model=MappingVersion)
-def rollback_mapping(connector_id: str, version: int, request: Request, who: Admin) -> MappingVersion:
+def rollback_mapping(connector_id: str, version: Version, request: Request, who: Admin) -> MappingVersion:
     """A new version equal to `version`."""
     hub = _hub(request)
     saved = hub.mappings.rollback(connector_id, version, _actor(who))
@@ -169,8 +170,8 @@ def diff_mapping(
     connector_id: str,
     request: Request,
     _: Reader,
-    from_version: Annotated[int, Query(alias="from")],
-    to_version: Annotated[int, Query(alias="to")],
+    from_version: Annotated[int, Query(alias="from", ge=1, le=MAX_ROW_ID)],
+    to_version: Annotated[int, Query(alias="to", ge=1, le=MAX_ROW_ID)],
 ) -> Diff:
     mappings = _hub(request).mappings
     return Diff(

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response, status
 
 from incident_hub.api.auth import Admin, Reader, Writer
+from incident_hub.api.params import Cursor, RowId
 from incident_hub.audit import actor_name
 from incident_hub.commands import SubscriptionDraft
 from incident_hub.hub import Hub
@@ -53,7 +54,7 @@ def list_deliveries(
     _: Reader,
     state: Annotated[str | None, Query(pattern="^(pending|delivered|dead|cancelled)$")] = None,
     target_kind: str | None = None,
-    after_id: Annotated[int | None, Query(description="Cursor: the last id of the previous page.")] = None,
+    after_id: Cursor = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> list[Delivery]:
     """Deliveries by state (`?state=dead` lists the dead letters), oldest first."""
@@ -61,13 +62,13 @@ def list_deliveries(
 
 
 @router.get("/deliveries/{delivery_id}", response_model=Delivery)
-def get_delivery(delivery_id: int, request: Request, _: Reader) -> Delivery:
+def get_delivery(delivery_id: RowId, request: Request, _: Reader) -> Delivery:
     """One delivery with every attempt made."""
     return _hub(request).outbox.get(delivery_id)
 
 
 @router.post("/deliveries/{delivery_id}/replay", response_model=Delivery)
-def replay_delivery(delivery_id: int, request: Request, who: Writer) -> Delivery:
+def replay_delivery(delivery_id: RowId, request: Request, who: Writer) -> Delivery:
     """Send a dead delivery again (with a fresh retry budget). Later deliveries for the same incident and
     target wait behind a dead one; after it, they go out in order."""
     hub = _hub(request)
@@ -78,7 +79,7 @@ def replay_delivery(delivery_id: int, request: Request, who: Writer) -> Delivery
 
 
 @router.post("/deliveries/{delivery_id}/discard", response_model=Delivery)
-def discard_delivery(delivery_id: int, request: Request, who: Admin) -> Delivery:
+def discard_delivery(delivery_id: RowId, request: Request, who: Admin) -> Delivery:
     """Give up on a dead delivery (kept as `cancelled`): the deliveries waiting behind it go out."""
     hub = _hub(request)
     delivery = hub.outbox.discard(delivery_id)
@@ -93,7 +94,7 @@ def list_vendor_duplicates(
     _: Reader,
     connector_id: str | None = None,
     incident_id: str | None = None,
-    after_id: Annotated[int | None, Query(description="Cursor: the last id of the previous page.")] = None,
+    after_id: Cursor = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> list[Duplicate]:
     """Vendor objects that carry an incident's id beside the one it is linked to (the oldest). The hub

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 from typing import Any
 
@@ -13,6 +14,7 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from incident_hub.api.throttle import Throttled
 from incident_hub.errors import HubError, MalformedJson
 from incident_hub.model import REOPEN_FROM_CLOSED, IllegalTransition, Status
 
@@ -37,7 +39,10 @@ def problem(status: int, title: str, detail: str, request: Request, **extra: Any
 def install(app: FastAPI) -> None:
     @app.exception_handler(HubError)
     async def _hub_error(request: Request, error: HubError) -> JSONResponse:
-        return problem(error.status, error.title, error.detail, request, **error.extra)
+        response = problem(error.status, error.title, error.detail, request, **error.extra)
+        if isinstance(error, Throttled):
+            response.headers["Retry-After"] = str(max(1, math.ceil(error.retry_after)))
+        return response
 
     @app.exception_handler(IllegalTransition)
     async def _illegal(request: Request, error: IllegalTransition) -> JSONResponse:

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query, Request, status
 from pydantic import BaseModel, Field
 
 from incident_hub.api.auth import Admin, Reader
+from incident_hub.api.params import Cursor, RowId
 from incident_hub.hub import Hub
 from incident_hub.scheduler.runs import PassKind, ReconciliationRun
 
@@ -34,7 +35,7 @@ def list_reconciliations(
     _: Reader,
     connector_id: str | None = None,
     kind: PassKind | None = None,
-    before_id: Annotated[int | None, Query(description="Cursor: the last id of the previous page.")] = None,
+    before_id: Cursor = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> list[ReconciliationRun]:
     """Reconciliation passes, newest first."""
@@ -44,7 +45,7 @@ def list_reconciliations(
 
 
 @router.get("/reconciliations/{run_id}", response_model=ReconciliationRun)
-def get_reconciliation(run_id: int, request: Request, _: Reader) -> ReconciliationRun:
+def get_reconciliation(run_id: RowId, request: Request, _: Reader) -> ReconciliationRun:
     return _hub(request).reconciler.runs.get(run_id)
 
 

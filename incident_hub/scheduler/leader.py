@@ -26,7 +26,9 @@ class LeaderLock:
     def __init__(self, db: Database, name: str = "incident-hub reconciler") -> None:
         self.db = db
         self.name = name
-        self._engine = None if db.is_sqlite else create_engine(db.url, poolclass=NullPool)
+        self._engine = (
+            None if db.is_sqlite else create_engine(db.url, poolclass=NullPool, hide_parameters=True)
+        )
         self._connection: Connection | None = None
 
     @property

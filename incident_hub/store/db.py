@@ -14,7 +14,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 
 class Database:
-    """One engine per process; `write()` and `read()` hand out transactions."""
+    """One engine per process; `write()` and `read()` hand out transactions.
+
+    Every engine hides statement parameters from its errors: a failed insert would otherwise put what it
+    was writing (a subscription's secret, a webhook body) into the log line that reports it."""
 
     def __init__(self, url: str, *, pool_size: int = 40) -> None:
         self.url = make_url(url)
@@ -24,7 +27,9 @@ class Database:
         else:
             # No pre-ping (a round trip per checkout): a connection the server dropped fails one statement,
             # and SQLAlchemy then replaces the whole pool.
-            self.engine = create_engine(url, pool_size=pool_size, max_overflow=10, pool_recycle=1800)
+            self.engine = create_engine(
+                url, pool_size=pool_size, max_overflow=10, pool_recycle=1800, hide_parameters=True
+            )
         self._read_engine = self.engine.execution_options(sqlite_deferred=True)
         self._writer = sessionmaker(self.engine, expire_on_commit=False)
         # SQLite lets one writer in at a time and makes the others poll (its busy handler), so late
@@ -69,7 +74,11 @@ def _sqlite_engine(url: str) -> Engine:
                 f"cannot create the data directory {directory}: {error.strerror or error}"
             ) from error
     engine = create_engine(
-        url, connect_args={"timeout": 30, "check_same_thread": False}, pool_size=20, max_overflow=20
+        url,
+        connect_args={"timeout": 30, "check_same_thread": False},
+        pool_size=20,
+        max_overflow=20,
+        hide_parameters=True,
     )
 
     @event.listens_for(engine, "connect")
