@@ -148,10 +148,14 @@ def _create_at_once() -> Select[str]:
         .returning(events.EVENTS_TABLE.c.id)
         .cte("new_event")
     )
-    targets = func.unnest(
-        bindparam("d_kinds", type_=postgresql.ARRAY(String)),
-        bindparam("d_targets", type_=postgresql.ARRAY(String)),
-    ).table_valued("kind", "target_id").render_derived(name="target")
+    targets = (
+        func.unnest(
+            bindparam("d_kinds", type_=postgresql.ARRAY(String)),
+            bindparam("d_targets", type_=postgresql.ARRAY(String)),
+        )
+        .table_valued("kind", "target_id")
+        .render_derived(name="target")
+    )
     queued_at = bindparam("d_at", type_=events.DELIVERIES_TABLE.c.created_at.type)
     deliveries = insert(events.DELIVERIES_TABLE).from_select(
         [
@@ -187,15 +191,33 @@ class Created:
     deduplicated: bool
 
 
+# Stands in for the number until the create's transaction takes it.
+_UNNUMBERED = "INC-00000000-000"
+
+
 @dataclass
 class _NewIncident:
-    """Everything one create writes, worked out before any statement runs; only the number is missing."""
+    """Everything one create writes, worked out before its transaction starts (so that little Python runs
+    while it holds SQLite's write lock or the day's counter row); only the number is missing."""
 
     draft: IncidentDraft
     now: datetime
     values: dict[str, Any]
     missed: str | None
     responses: list[AutomatedResponse] = field(default_factory=list)
+    unnumbered: Incident = field(init=False)
+    body: dict[str, Any] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.unnumbered = self._model(_UNNUMBERED)
+        self.body = self.unnumbered.model_dump(mode="json")
+
+    def incident(self, number: str) -> Incident:
+        return self.unnumbered.model_copy(update={"incident_id": number, "number": number})
+
+    def event_body(self, number: str) -> dict[str, Any]:
+        """The `incident_created` body: the incident as the API answers it."""
+        return {**self.body, "incident_id": number, "number": number}
 
     @property
     def id(self) -> str:
@@ -210,7 +232,7 @@ class _NewIncident:
             "timestamp": self.now,
         }
 
-    def incident(self, number: str) -> Incident:
+    def _model(self, number: str) -> Incident:
         values = self.values
         return Incident(
             id=uuid.UUID(self.id),
@@ -263,7 +285,7 @@ class Creation:
         """Create an incident, or return the open one that holds the same dedup key. Given a `session`,
         the work joins that transaction (the sync engine's)."""
         if session is not None:
-            return self._create_in(session, draft, joined=True)
+            return self._create_in(session, self._new(draft), joined=True)
         for _attempt in range(5):
             try:
                 created = self._create(draft)
@@ -281,8 +303,9 @@ class Creation:
         """One attempt; None when the open incident seen with this dedup key closed meanwhile."""
         if self.db.is_sqlite:
             # One writer at a time: check, number and insert in the one write transaction.
+            new = self._new(draft)
             with write(self.db, self._on_commit) as session:
-                return self._create_in(session, draft, joined=False)
+                return self._create_in(session, new, joined=False)
         if draft.dedup_key is not None and self._open_incident_with(draft.dedup_key):
             with write(self.db, self._on_commit) as session:
                 return self._deduplicate(session, draft)
@@ -292,12 +315,11 @@ class Creation:
                 return self._insert(session, new, numbering.allocate(session.connection(), self._day(new)))
         return self._insert_at_once(new)
 
-    def _create_in(self, session: Session, draft: IncidentDraft, *, joined: bool) -> Created:
-        if draft.dedup_key is not None:
-            existing = self._deduplicate(session, draft)
+    def _create_in(self, session: Session, new: _NewIncident, *, joined: bool) -> Created:
+        if new.draft.dedup_key is not None:
+            existing = self._deduplicate(session, new.draft)
             if existing is not None:
                 return existing
-        new = self._new(draft)
         if joined and not self.db.is_sqlite:
             # The joined transaction may run long (the sync engine's): take the number in a statement of
             # its own, so the day's counter is not locked for all of it. A rollback leaves a gap.
@@ -394,8 +416,8 @@ class Creation:
                     for response in new.responses
                 ],
             )
+        events.emit(session, "incident_created", new.id, new.event_body(number))
         incident = new.incident(number)
-        events.emit(session, "incident_created", new.id, incident.model_dump(mode="json"))
         if new.missed is not None:
             record_breach(
                 session,
@@ -413,11 +435,8 @@ class Creation:
     def _insert_at_once(self, new: _NewIncident) -> Created:
         """PostgreSQL: write `new` and take its number in one autocommit statement."""
         # Only the number is still unknown: the body's copies of it are filled in by the statement.
-        placeholder = new.incident("INC-00000000-000")
         with self._autocommit.connect() as connection:
-            emission = events.prepare(
-                connection, "incident_created", new.id, placeholder.model_dump(mode="json")
-            )
+            emission = events.prepare(connection, "incident_created", new.id, new.body)
             parameters: dict[str, Any] = {f"i_{name}": new.values[name] for name in _INCIDENT_COLUMNS}
             parameters.update({f"t_{name}": value for name, value in new.opened.items()})
             parameters.update(
@@ -437,7 +456,7 @@ class Creation:
         events.recorded(emission)
         if emission.targets:
             self._on_commit()
-        incident = placeholder.model_copy(update={"incident_id": number, "number": number})
+        incident = new.incident(number)
         self._created(incident)
         return Created(incident, deduplicated=False)
 
@@ -445,5 +464,9 @@ class Creation:
     def _created(incident: Incident) -> None:
         log.info(
             "incident created",
-            extra={"incident_id": str(incident.id), "number": incident.number, "severity": incident.severity},
+            extra={
+                "incident_id": str(incident.id),
+                "number": incident.number,
+                "severity": incident.severity.value,
+            },
         )
