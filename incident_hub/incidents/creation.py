@@ -224,6 +224,11 @@ class _NewIncident:
         return str(self.values["id"])
 
     @property
+    def day(self) -> str:
+        """The day whose counter numbers it."""
+        return numbering.day_of(self.now)
+
+    @property
     def opened(self) -> dict[str, Any]:
         return {
             "type": TimelineType.DETECTED.value,
@@ -312,7 +317,7 @@ class Creation:
         new = self._new(draft)
         if new.responses or new.missed is not None:
             with write(self.db, self._on_commit) as session:
-                return self._insert(session, new, numbering.allocate(session.connection(), self._day(new)))
+                return self._insert(session, new, numbering.allocate(session.connection(), new.day))
         return self._insert_at_once(new)
 
     def _create_in(self, session: Session, new: _NewIncident, *, joined: bool) -> Created:
@@ -324,14 +329,10 @@ class Creation:
             # The joined transaction may run long (the sync engine's): take the number in a statement of
             # its own, so the day's counter is not locked for all of it. A rollback leaves a gap.
             with self._autocommit.connect() as connection:
-                number = numbering.allocate(connection, self._day(new))
+                number = numbering.allocate(connection, new.day)
         else:
-            number = numbering.allocate(session.connection(), self._day(new))
+            number = numbering.allocate(session.connection(), new.day)
         return self._insert(session, new, number)
-
-    @staticmethod
-    def _day(new: _NewIncident) -> str:
-        return numbering.day_of(new.now)
 
     def _open_incident_with(self, dedup_key: str) -> bool:
         with self._autocommit.connect() as connection:
@@ -440,7 +441,7 @@ class Creation:
             parameters: dict[str, Any] = {f"i_{name}": new.values[name] for name in _INCIDENT_COLUMNS}
             parameters.update({f"t_{name}": value for name, value in new.opened.items()})
             parameters.update(
-                day=self._day(new),
+                day=new.day,
                 t_title=new.draft.title,
                 e_id=emission.event_id,
                 e_incident_id=new.id,
