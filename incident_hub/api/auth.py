@@ -9,7 +9,7 @@ import secrets
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -18,6 +18,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import select
+from starlette.concurrency import run_in_threadpool
 
 from incident_hub.api.throttle import FailureThrottle
 from incident_hub.clock import utcnow
@@ -136,18 +137,24 @@ class ApiKeys:
             self._cache.clear()
         return True
 
+    def cached(self, key: str) -> Principal | None:
+        """The principal of a key verified within `cache_seconds`, without touching the database."""
+        digest = _hash(key)
+        with self._lock:
+            cached = self._cache.get(digest)
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
+        return None
+
     def verify(self, key: str, remote: str | None = None) -> Principal | None:
         """The key's principal, or None. A caller at a throttled `remote` address gets an answer only
         for keys verified recently (no database lookup); otherwise `Throttled` is raised. A failure
         counts against `remote`."""
-        digest = _hash(key)
-        now = time.monotonic()
-        with self._lock:
-            cached = self._cache.get(digest)
-        if cached is not None and cached[0] > now:
-            return cached[1]
+        cached = self.cached(key)
+        if cached is not None:
+            return cached
         self.failures.refuse(remote)
-        principal = self._lookup(key, digest, now)
+        principal = self._lookup(key, _hash(key), time.monotonic())
         if principal is None:
             self.failures.failed(remote, "api key")
         return principal
@@ -171,16 +178,20 @@ class ApiKeys:
 _bearer = HTTPBearer(auto_error=False, description="An API key made by `incident-hub apikey create`.")
 
 
-def require(scope: Scope) -> Callable[..., Principal]:
+def require(scope: Scope) -> Callable[..., Awaitable[Principal]]:
     """A dependency that admits callers whose key carries `scope` (or a higher one)."""
 
-    def dependency(
+    async def dependency(
         request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
     ) -> Principal:
         if credentials is None or credentials.scheme.lower() != "bearer":
             raise Unauthenticated("missing API key: send 'Authorization: Bearer <key>'")
         keys: ApiKeys = request.app.state.hub.api_keys
-        principal = keys.verify(credentials.credentials, request.client.host if request.client else None)
+        # A key seen lately is answered on the event loop; only a database look-up takes a thread.
+        principal = keys.cached(credentials.credentials)
+        if principal is None:
+            remote = request.client.host if request.client else None
+            principal = await run_in_threadpool(keys.verify, credentials.credentials, remote)
         if principal is None:
             raise Unauthenticated("unknown or revoked API key")
         if not principal.allows(scope):

@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Path, Query, Request, Response, status
 from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
 
 from incident_hub.api.auth import Reader, Writer
 from incident_hub.commands import (
@@ -88,16 +89,23 @@ def parse_if_match(value: str | None) -> int | None:
         }
     },
 )
-def create_incident(draft: IncidentDraft, request: Request, response: Response, _: Writer) -> Incident:
+async def create_incident(draft: IncidentDraft, request: Request, _: Writer) -> Response:
     """Open an incident. With the `dedup_key` of an open incident, returns that incident instead (200)."""
-    created = _service(request).create(draft)
+    # The one hop into the thread pool; the answer is serialised here, not validated again by FastAPI.
+    created = await run_in_threadpool(_service(request).create, draft)
+    incident = created.incident
+    headers = {"ETag": f'"{incident.version}"'}
     if created.deduplicated:
-        response.status_code = status.HTTP_200_OK
-        response.headers[DEDUP_HEADER] = "true"
+        headers[DEDUP_HEADER] = "true"
     else:
-        response.headers[DEDUP_HEADER] = "false"
-        response.headers["Location"] = f"/api/v1/incidents/{created.incident.id}"
-    return _etag(response, created.incident)
+        headers[DEDUP_HEADER] = "false"
+        headers["Location"] = f"/api/v1/incidents/{incident.id}"
+    return Response(
+        incident.model_dump_json(),
+        status_code=status.HTTP_200_OK if created.deduplicated else status.HTTP_201_CREATED,
+        headers=headers,
+        media_type="application/json",
+    )
 
 
 @router.get("", response_model=IncidentPage)
