@@ -46,9 +46,9 @@ log = logging.getLogger(__name__)
 # Headers worth keeping with the raw body (for parsing later and for audit); never credentials.
 _KEPT_HEADERS = ("content-type", "user-agent", "x-webhook-id", "x-atlassian-webhook-identifier")
 
-# A batch's transaction stops taking rows after this long: on SQLite it holds the one write lock, and
-# webhooks waiting to be stored must not wait behind a long batch.
-_BATCH_SECONDS = 0.05
+# A batch's transaction stops taking rows after this long (the rest are claimed again at once): on SQLite
+# it holds the one write lock, and webhooks waiting to be stored must not wait behind a long batch.
+_BATCH_SECONDS = {True: 0.05, False: 0.25}
 
 _inbox: Table = InboxRow.__table__  # type: ignore[assignment]
 _refs: Table = ExternalRefRow.__table__  # type: ignore[assignment]
@@ -341,7 +341,7 @@ class Inbox:
                 blocked: set[str] = set()
                 for item in batch:
                     if item.subject in blocked or (
-                        len(batch) > 1 and time.monotonic() - started > _BATCH_SECONDS
+                        len(batch) > 1 and time.monotonic() - started > _BATCH_SECONDS[self.db.is_sqlite]
                     ):
                         # After a failed row of the same object (order), or past the batch's time: let it
                         # be claimed again.
