@@ -93,6 +93,7 @@ class Hub:
             full_every=timedelta(minutes=settings.reconcile_full_minutes),
         )
         self._inbox_wakeups: list[asyncio.Event] = []
+        self._next_wakeup = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self.subscriptions = Subscriptions(self.db)
         self.outbox = Outbox(self.db)
@@ -108,9 +109,10 @@ class Hub:
 
     def inbox_received(self) -> None:
         """A webhook was stored: process it now rather than at the next poll (safe from any thread)."""
-        if self._loop is not None:
-            for wakeup in self._inbox_wakeups:
-                self._loop.call_soon_threadsafe(wakeup.set)
+        if self._loop is not None and self._inbox_wakeups:
+            # One applier per webhook, in turn: waking all of them would send each to claim the same row.
+            self._next_wakeup = (self._next_wakeup + 1) % len(self._inbox_wakeups)
+            self._loop.call_soon_threadsafe(self._inbox_wakeups[self._next_wakeup].set)
 
     def log_configured_connectors(self) -> None:
         """Say at start-up which connectors this hub syncs, which of them cannot read a credential, and

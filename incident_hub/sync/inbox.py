@@ -357,11 +357,11 @@ class Inbox:
                 self._record_failures(session, failed)
                 if released:
                     session.execute(self._lease_rows, {"ids": released, "until": None})
-        except Exception:
+        except Exception as error:
             if len(batch) == 1:
                 log.exception("applying a webhook failed", extra={"inbox_id": batch[0].id})
                 with self.db.write() as session:
-                    self._record_failures(session, [(batch[0], RuntimeError("the transaction failed"))])
+                    self._record_failures(session, [(batch[0], error)])
                 return
             log.warning("a batch of webhooks failed as a whole; applying its rows one by one", exc_info=True)
             for item in batch:
