@@ -30,7 +30,13 @@ per change (server, PostgreSQL, this process); how long the server takes to answ
 For the hub, also the time in each stage (from its inbox, delivery and attempt rows), what its inbox and
 dispatcher did, and the warnings and errors it logged.
 
+For the hub, also the inbox lag over time: per `--window` seconds of the run, the changes made in it and
+their p99, and, sampled every second from the hub's database, the most webhooks pending in its inbox and
+the age of the oldest one. Flat over a long run (`--minutes 10`) means the inbox keeps up.
+
     .venv/bin/python bench/propagation.py                     # SQLite, 60 s at 20 changes/s (~3 min)
+    .venv/bin/python bench/propagation.py --db both --minutes 10 --json-out /tmp/prop.json   # the soak
+    .venv/bin/python bench/propagation.py --quick             # SQLite hub only, 20 s (~1 min)
     .venv/bin/python bench/propagation.py --db postgresql --target hub
     .venv/bin/python bench/propagation.py --db both --rate 2,5,10 --seconds 30    # where it stops keeping up
     .venv/bin/python bench/propagation.py --rate-limit 100 --max-concurrency 16  # lift the connector limits
@@ -45,6 +51,7 @@ file (the targets are plain http://) and the sender costs under 1 ms. `--certifi
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -58,6 +65,7 @@ import ssl
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from collections import Counter, defaultdict, deque
@@ -90,8 +98,9 @@ from api_create import (
     serving,
     wait_quiet,
 )
-from sqlalchemy import create_engine, select
+from sqlalchemy import create_engine, func, select
 from sqlalchemy.orm import Session
+from sqlalchemy.pool import NullPool
 
 from incident_hub.sandbox.common import LedgerEntry, Sandbox, WebhookTarget
 from incident_hub.sandbox.jira import SERVICE_ACCOUNT_ID, jira_sandbox
@@ -622,6 +631,7 @@ class Options:
     wait_quiet: float
     profile: Path | None
     tuning: dict[str, Any]
+    window: float = 10.0
 
 
 @dataclass
@@ -637,8 +647,81 @@ class Run:
         return f"{self.target}-{self.db}-{self.rate:g}"
 
 
-def drive(server: Server, v: Vendors, options: Options, tag: str) -> tuple[list[Change], dict[str, Any]]:
-    """Make the changes, sampling CPU over the measured window; then wait for Jira to show them all."""
+class InboxWatch:
+    """Every second, from the hub's database: webhooks pending in its inbox and the oldest one's age."""
+
+    def __init__(self, url: str) -> None:
+        self.engine = create_engine(url, poolclass=NullPool)
+        self.samples: list[tuple[datetime, int, float]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="inbox-watch", daemon=True)
+
+    def __enter__(self) -> InboxWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+        self.engine.dispose()
+
+    def _watch(self) -> None:
+        while not self._stop.wait(1.0):
+            try:
+                with Session(self.engine) as session:
+                    pending, oldest = session.execute(
+                        select(func.count(), func.min(InboxRow.received_at)).where(
+                            InboxRow.state == "pending"
+                        )
+                    ).one()
+            except Exception as error:  # the hub may hold SQLite's lock for a moment: skip a sample
+                print(f"  inbox watch: {type(error).__name__}", file=sys.stderr)
+                continue
+            now = datetime.now(UTC)
+            age = (now - oldest.replace(tzinfo=UTC)).total_seconds() * 1000 if oldest is not None else 0.0
+            self.samples.append((now, int(pending), max(age, 0.0)))
+
+
+def lag_windows(changes: list[Change], samples: list[tuple[datetime, int, float]], window: float) -> list[
+    dict[str, Any]
+]:  # fmt: skip
+    """Per `window` seconds from the first change: changes made, their p99, and the inbox's worst."""
+    if not changes:
+        return []
+    first = changes[0].at
+    rows: dict[int, dict[str, Any]] = {}
+    for change in changes:
+        slot = int((change.at - first).total_seconds() // window)
+        row = rows.setdefault(slot, {"changes": [], "pending": 0, "oldest_ms": 0.0})
+        row["changes"].append(change)
+    for at, pending, age in samples:
+        slot = int((at - first).total_seconds() // window)
+        if slot in rows:
+            rows[slot]["pending"] = max(rows[slot]["pending"], pending)
+            rows[slot]["oldest_ms"] = max(rows[slot]["oldest_ms"], age)
+    result = []
+    for slot in sorted(rows):
+        made = rows[slot]["changes"]
+        shown = sorted(c.propagation_ms for c in made if c.propagation_ms is not None)
+        result.append(
+            {
+                "from_s": slot * window,
+                "changes": len(made),
+                "lost": len(made) - len(shown),
+                "p50_ms": percentile(shown, 50),
+                "p99_ms": percentile(shown, 99),
+                "max_pending": rows[slot]["pending"],
+                "oldest_pending_ms": rows[slot]["oldest_ms"],
+            }
+        )
+    return result
+
+
+def drive(
+    server: Server, v: Vendors, options: Options, tag: str, inbox_url: str | None = None
+) -> tuple[list[Change], dict[str, Any]]:
+    """Make the changes, sampling CPU over the measured window (and the hub's inbox, given its database);
+    then wait for Jira to show them all."""
     rng = random.Random(tag)
     busy_before = wait_quiet(options.wait_quiet) if options.wait_quiet else background_busy()
     if busy_before > 0.10:
@@ -663,8 +746,9 @@ def drive(server: Server, v: Vendors, options: Options, tag: str) -> tuple[list[
             time.monotonic(),
         )
 
+    watch = InboxWatch(inbox_url) if inbox_url is not None else None
     try:
-        with control_client(v.pd) as ui:
+        with control_client(v.pd) as ui, watch or contextlib.nullcontext():
             stream = Stream(ui, tag, options.gap, options.urgency, rng)
             start = time.monotonic()
             behind = 0.0
@@ -735,6 +819,9 @@ def drive(server: Server, v: Vendors, options: Options, tag: str) -> tuple[list[
         "rest_cpu_util": machine_busy * len(os.sched_getaffinity(0))
         - (server_s + postgres_s + own_s) / window,
     }
+    if watch is not None:
+        result["lag"] = lag_windows(changes, watch.samples, options.window)
+        result["window"] = options.window
     return changes, result
 
 
@@ -799,7 +886,7 @@ def run_hub(v: Vendors, db: str, workdir: Path, options: Options, postgres_url: 
         v.point_webhooks(f"{base}/webhooks/pagerduty", f"{base}/webhooks/jira")
         v.clear_ledgers()
         with serving("hub", command, env, port, workdir / "hub.log") as server:
-            run.changes, run.result = drive(server, v, options, run.label)
+            run.changes, run.result = drive(server, v, options, run.label, inbox_url=url)
         run.result["hub"] = hub_stages(url, run.changes, v)
         run.result["hub_log"] = hub_log(workdir / "hub.log")
     print_run(run)
@@ -889,7 +976,23 @@ def print_run(run: Run) -> None:
         ]
     if "relay" in r:
         lines.append(f"    relay: {r['relay']}")
+    if r.get("lag"):
+        lines += ["    inbox lag over time:", *("      " + line for line in lag_table(r["lag"]))]
     print("\n".join(lines), flush=True)
+
+
+def lag_table(lag: list[dict[str, Any]]) -> list[str]:
+    lines = [
+        "| from (s) | changes | lost | p50 (ms) | p99 (ms) | most pending in the inbox "
+        "| oldest pending (ms) |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for w in lag:
+        lines.append(
+            f"| {w['from_s']:g} | {w['changes']} | {w['lost']} | {_ms(w['p50_ms'])} | {_ms(w['p99_ms'])} "
+            f"| {w['max_pending']} | {w['oldest_pending_ms']:.0f} |"
+        )
+    return lines
 
 
 def summary(runs: list[Run], info: dict[str, str], options: Options) -> str:
@@ -965,7 +1068,83 @@ def summary(runs: list[Run], info: dict[str, str], options: Options) -> str:
                 f"lost {r['lost']}",
             ]
             lines.append(f"{DB_NAMES[run.db]} hub at {run.rate:g}/s: " + "; ".join(verdicts))
+        for run in hubs:
+            if run.result.get("lag"):
+                lines += ["", f"Inbox lag over time, {DB_NAMES[run.db]} hub at {run.rate:g}/s:", ""]
+                lines += lag_table(run.result["lag"])
     return "\n".join(lines)
+
+
+def json_rows(runs: list[Run]) -> list[dict[str, Any]]:
+    """The result rows (bench/run_all.py's format): per hub run, p99 against the relay's in the same run,
+    and how flat the run was (the last full window's p99 and oldest pending webhook against the first's)."""
+    relays = {run.rate: run for run in runs if run.target == "relay"}
+    rows: list[dict[str, Any]] = []
+    for run in runs:
+        if run.target != "hub":
+            continue
+        r = run.result
+        p99 = r["propagation"]["p99_ms"]
+        relay = relays.get(run.rate)
+        base = relay.result["propagation"]["p99_ms"] if relay is not None else None
+        rows.append(
+            _row(
+                f"propagation p99 at {run.rate:g} changes/s, {run.db}",
+                p99,
+                "ms",
+                TARGET_P99_MS,
+                base,
+                False,
+                f"baseline: the bare relay's p99; lost {r['lost']}, {r['shown_rate']:.1f} changes/s shown",
+            )
+        )
+        full = [w for w in r.get("lag", []) if w["changes"] >= 0.8 * run.rate * (r.get("window") or 10)]
+        if len(full) >= 2:
+            first, last = full[0], full[-1]
+            rows.append(
+                _row(
+                    f"p99 in the last window / first window, {run.db}",
+                    last["p99_ms"] / first["p99_ms"] if first["p99_ms"] else math.nan,
+                    "x",
+                    1.5,
+                    None,
+                    False,
+                    f"flat over the run: {first['p99_ms']:.0f} ms -> {last['p99_ms']:.0f} ms; oldest pending "
+                    f"webhook {first['oldest_pending_ms']:.0f} ms -> {last['oldest_pending_ms']:.0f} ms",
+                )
+            )
+            rows.append(
+                _row(
+                    f"oldest pending webhook, worst window, {run.db}",
+                    max(w["oldest_pending_ms"] for w in full),
+                    "ms",
+                    None,
+                    None,
+                    False,
+                    "sampled every second from the hub's inbox",
+                )
+            )
+    return rows
+
+
+def _row(what: str, measured: float, unit: str, target: float | None, baseline: float | None,
+         higher_is_better: bool, note: str) -> dict[str, Any]:  # fmt: skip
+    ratio = measured / baseline if baseline else None
+    ok = None if target is None or math.isnan(measured) else (
+        measured >= target if higher_is_better else measured < target
+    )  # fmt: skip
+    return {
+        "benchmark": "propagation",
+        "what": what,
+        "measured": measured,
+        "unit": unit,
+        "target": target,
+        "baseline": baseline,
+        "ratio": ratio,
+        "higher_is_better": higher_is_better,
+        "met": ok,
+        "note": note,
+    }
 
 
 def main() -> None:
@@ -975,6 +1154,14 @@ def main() -> None:
     parser.add_argument("--db", choices=["sqlite", "postgresql", "both"], default="sqlite", help="the hub's")
     parser.add_argument("--target", choices=["hub", "relay", "both"], default="both")
     parser.add_argument("--seconds", type=float, default=60.0, help="measured time per server")
+    parser.add_argument(
+        "--minutes", type=float, help="measured time per server, in minutes (overrides --seconds)"
+    )
+    parser.add_argument("--window", type=float, default=10.0, help="seconds per row of the inbox lag table")
+    parser.add_argument(
+        "--quick", action="store_true", help="the hub alone (no relay), 20 s measured, 15 s drain (~1 min)"
+    )
+    parser.add_argument("--json-out", type=Path, help="write the result rows (bench/run_all.py's format)")
     parser.add_argument("--warmup", type=float, default=5.0, help="changes made before it do not count")
     parser.add_argument(
         "--rate",
@@ -1018,6 +1205,10 @@ def main() -> None:
         help="let the sandboxes load certifi for every webhook they send (33 ms of CPU each here)",
     )
     args = parser.parse_args()
+    if args.minutes is not None:
+        args.seconds = args.minutes * 60
+    if args.quick:
+        args.target, args.seconds, args.warmup, args.drain = "hub", 20.0, 3.0, 15.0
     signal.signal(signal.SIGTERM, _on_sigterm)
     rates = [float(rate) for rate in str(args.rate).split(",")]
     dbs = ["sqlite", "postgresql"] if args.db == "both" else [args.db]
@@ -1039,6 +1230,7 @@ def main() -> None:
             )
             if value is not None
         },
+        args.window,
     )
 
     info = machine()
@@ -1076,6 +1268,8 @@ def main() -> None:
             },
         }
         args.json.write_text(json.dumps(payload, indent=2, default=str))
+    if args.json_out:
+        args.json_out.write_text(json.dumps(json_rows(runs), indent=2))
 
 
 if __name__ == "__main__":

@@ -74,6 +74,7 @@ class Hub:
             Applier(self.incidents, self.connectors.owners),
             timedelta(hours=settings.webhook_max_age_hours),
             mappings=self.mappings,
+            batch=settings.inbox_batch,
         )
         self.reconciler = Reconciler(
             self.db,
@@ -91,7 +92,8 @@ class Hub:
             interval=timedelta(seconds=settings.reconcile_interval_seconds),
             full_every=timedelta(minutes=settings.reconcile_full_minutes),
         )
-        self._inbox_wakeup: asyncio.Event | None = None
+        self._inbox_wakeups: list[asyncio.Event] = []
+        self._next_wakeup = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self.subscriptions = Subscriptions(self.db)
         self.outbox = Outbox(self.db)
@@ -107,8 +109,10 @@ class Hub:
 
     def inbox_received(self) -> None:
         """A webhook was stored: process it now rather than at the next poll (safe from any thread)."""
-        if self._loop is not None and self._inbox_wakeup is not None:
-            self._loop.call_soon_threadsafe(self._inbox_wakeup.set)
+        if self._loop is not None and self._inbox_wakeups:
+            # One applier per webhook, in turn: waking all of them would send each to claim the same row.
+            self._next_wakeup = (self._next_wakeup + 1) % len(self._inbox_wakeups)
+            self._loop.call_soon_threadsafe(self._inbox_wakeups[self._next_wakeup].set)
 
     def log_configured_connectors(self) -> None:
         """Say at start-up which connectors this hub syncs, which of them cannot read a credential, and
@@ -140,12 +144,11 @@ class Hub:
         await asyncio.to_thread(self.log_configured_connectors)
         self._stop = asyncio.Event()
         self._loop = asyncio.get_running_loop()
-        self._inbox_wakeup = asyncio.Event()
-        self._tasks.append(
-            asyncio.create_task(
-                self.inbox.run(self._stop, self._inbox_wakeup, self.settings.inbox_poll_seconds), name="inbox"
-            )
-        )
+        # Each applier has its own wake-up: one applier clearing a shared event could leave another asleep.
+        self._inbox_wakeups = [asyncio.Event() for _ in range(self.settings.resolved_inbox_appliers())]
+        for number, wakeup in enumerate(self._inbox_wakeups):
+            applier = self.inbox.run(self._stop, wakeup, self.settings.inbox_poll_seconds)
+            self._tasks.append(asyncio.create_task(applier, name=f"inbox-{number}"))
         if self.settings.dispatch_enabled:
             self._tasks.append(asyncio.create_task(self.dispatcher.run(self._stop), name="dispatcher"))
         self._tasks.append(asyncio.create_task(self._watch_sla(), name="sla-watch"))

@@ -68,6 +68,16 @@ class Settings(BaseSettings):
         default=None, description="YAML file with the connectors (see docs/connectors.md)."
     )
     inbox_poll_seconds: float = Field(default=0.5, description="How often stored webhooks are looked for.")
+    inbox_appliers: int | None = Field(
+        default=None,
+        ge=0,
+        description="Inbox appliers in this process, each applying a batch at a time; webhooks about one "
+        "vendor object stay in order. Default: 4 on PostgreSQL, 1 on SQLite (one writer at a time). "
+        "0: this replica only stores webhooks.",
+    )
+    inbox_batch: int = Field(
+        default=20, ge=1, le=500, description="Stored webhooks an applier claims and applies at once."
+    )
     webhook_max_age_hours: float = Field(
         default=48.0, description="Webhooks whose vendor time is older are refused as stale replays."
     )
@@ -121,6 +131,11 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'incident-hub.db').resolve()}"
+
+    def resolved_inbox_appliers(self) -> int:
+        if self.inbox_appliers is not None:
+            return self.inbox_appliers
+        return 1 if self.resolved_database_url().startswith("sqlite") else 4
 
     def sla_policy(self) -> SlaPolicy:
         return SlaPolicy(

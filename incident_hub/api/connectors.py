@@ -69,7 +69,7 @@ async def receive_webhook(connector_id: str, request: Request) -> JSONResponse:
             status_code=received.status,
             media_type="application/problem+json",
         )
-    if received.inbox_id is not None:
+    if received.inbox_id is not None and not received.echo:
         hub.inbox_received()
     return JSONResponse(
         {"status": "duplicate" if received.duplicate else "accepted", "inbox_id": received.inbox_id},

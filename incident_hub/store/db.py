@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -77,6 +77,17 @@ class Database:
             return why
         self.write_failure = None
         return None
+
+    @contextmanager
+    def write_connection(self) -> Iterator[Connection]:
+        """A write transaction on a bare connection, for Core statements on hot paths (no ORM session);
+        the same write lock as `write()` on SQLite."""
+        if self._write_turn is None:
+            with self.engine.begin() as connection:
+                yield connection
+            return
+        with self._write_turn, self.engine.begin() as connection:
+            yield connection
 
     @contextmanager
     def read(self) -> Iterator[Session]:

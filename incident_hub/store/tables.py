@@ -364,10 +364,14 @@ class InboxRow(Base):
     lease_until: Mapped[datetime | None]
     error: Mapped[str | None] = mapped_column(Text)
     processed_at: Mapped[datetime | None]
+    # The vendor object the webhook is about (`connector:external id`): rows about one object are applied
+    # in arrival order, rows about different objects in parallel. None: about no object we follow.
+    subject: Mapped[str | None] = mapped_column(String(300))
 
     __table_args__ = (
         UniqueConstraint("connector_id", "dedup_key"),
         Index("ix_inbox_pending", "state", "id"),
+        Index("ix_inbox_pending_subject", "state", "subject", "id"),
     )
 
 
