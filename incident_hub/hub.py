@@ -23,6 +23,7 @@ from incident_hub.scheduler.schedule import Schedule
 from incident_hub.settings import Settings
 from incident_hub.store import migrate
 from incident_hub.store.db import Database
+from incident_hub.store.retention import Retention, RetentionPolicy
 from incident_hub.sync.apply import Applier
 from incident_hub.sync.dispatcher import Dispatcher
 from incident_hub.sync.inbox import Inbox
@@ -99,6 +100,14 @@ class Hub:
         self.outbox = Outbox(self.db)
         self.metrics_registry = CollectorRegistry(auto_describe=False)
         self.metrics_registry.register(OutboxCollector(self.db))
+        self.retention = Retention(
+            self.db,
+            RetentionPolicy(
+                rejections_days=settings.retention_rejections_days,
+                inbox_days=settings.retention_inbox_days,
+                deliveries_days=settings.retention_deliveries_days,
+            ),
+        )
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -154,6 +163,7 @@ class Hub:
         self._tasks.append(asyncio.create_task(self._watch_sla(), name="sla-watch"))
         if self.settings.reconcile_enabled:
             self._tasks.append(asyncio.create_task(self.schedule.run(self._stop), name="reconciler"))
+        self._tasks.append(asyncio.create_task(self.retention.run(self._stop), name="retention"))
 
     async def stop(self) -> None:
         self._stop.set()

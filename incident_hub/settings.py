@@ -78,6 +78,18 @@ class Settings(BaseSettings):
     inbox_batch: int = Field(
         default=20, ge=1, le=500, description="Stored webhooks an applier claims and applies at once."
     )
+    retention_rejections_days: float = Field(
+        default=30, ge=0, description="Refused webhooks are kept this long for audit (0: forever)."
+    )
+    retention_inbox_days: float = Field(
+        default=14, ge=0, description="Applied inbox rows are kept this long (0: forever)."
+    )
+    retention_deliveries_days: float = Field(
+        default=30,
+        ge=0,
+        description="Finished deliveries (delivered or discarded) and their attempts are kept this long "
+        "(0: forever).",
+    )
     webhook_max_age_hours: float = Field(
         default=48.0, description="Webhooks whose vendor time is older are refused as stale replays."
     )

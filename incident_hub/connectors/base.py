@@ -12,7 +12,9 @@ the `Connector` subclass), so a third party ships one without touching the hub.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
+import json
 import logging
 import os
 from abc import ABC, abstractmethod
@@ -43,6 +45,22 @@ class WebhookRejected(Exception):
         super().__init__(reason)
         self.reason = reason
         self.status = status
+
+
+# What a malformed body can make parsing raise (bad JSON, missing keys, wrong types, nesting past the
+# recursion limit, out-of-range times): the one list every connector parses behind.
+MALFORMED = (
+    KeyError,
+    IndexError,
+    TypeError,
+    AttributeError,
+    ValueError,
+    OverflowError,
+    OSError,
+    RecursionError,
+)
+
+REDACTED = b"[redacted]"
 
 
 class WebhookParseError(WebhookRejected):
@@ -328,6 +346,42 @@ class Connector(ABC):
     @abstractmethod
     def parse_webhook(self, headers: Mapping[str, str], body: bytes) -> list[ExternalChange]:
         """Vendor-neutral facts from a verified webhook; raise `WebhookParseError` and nothing else."""
+
+    # ---- the guarded readers every caller uses ------------------------------------------------------
+
+    def read_webhook(self, headers: Mapping[str, str], body: bytes) -> list[ExternalChange]:
+        """`parse_webhook` behind the guard all connectors share: whatever a malformed body makes parsing
+        raise is a `WebhookParseError` (answered 400 and recorded), never an error of the hub."""
+        try:
+            return self.parse_webhook(headers, body)
+        except WebhookRejected:
+            raise
+        except MALFORMED as error:
+            raise WebhookParseError(f"not a {self.kind} webhook: {type(error).__name__}") from None
+
+    def event_key(self, headers: Mapping[str, str], body: bytes) -> str | None:
+        """`webhook_event_id`, None when the body does not say."""
+        try:
+            return self.webhook_event_id(headers, body)
+        except MALFORMED:
+            return None
+
+    def kept_body(self, body: bytes) -> bytes:
+        """The body as the hub may keep it, accepted or rejected: `stored_body`'s stripping, then the
+        value of every secret this connector is configured with replaced, whatever the body is."""
+        with contextlib.suppress(*MALFORMED):
+            body = self.stored_body(body)
+        for secret in secret_references(self.config, getattr(self, "options", None)).values():
+            try:
+                value = secret.read().get_secret_value().encode()
+            except ConnectorError:
+                continue
+            if len(value) < 4:
+                continue
+            # As it stands, and as JSON writes it inside a string (quotes, backslashes, non-ASCII).
+            for form in {value, json.dumps(value.decode(errors="replace"))[1:-1].encode()}:
+                body = body.replace(form, REDACTED)
+        return body
 
     # ---- outbound -------------------------------------------------------------------------------------
 

@@ -57,6 +57,7 @@ from jira import JIRA, JIRAError
 from pydantic import BaseModel, ConfigDict, Field
 
 from incident_hub.connectors.base import (
+    MALFORMED,
     ChangeKind,
     CheckResult,
     Connector,
@@ -101,7 +102,6 @@ _MISCONFIGURED = (
     requests.exceptions.InvalidSchema,
 )
 # What a malformed body raises while it is read; pydantic's ValidationError is a ValueError.
-_MALFORMED = (KeyError, TypeError, AttributeError, ValueError, OverflowError, OSError, RecursionError)
 
 T = TypeVar("T")
 
@@ -254,7 +254,7 @@ class JiraConnector(Connector):
             comment = payload.get("comment") or {}
             if comment.get("id"):
                 return f"{event}:comment:{comment['id']}:{comment.get('updated', '')}"[:200]
-        except (*_MALFORMED, UnicodeDecodeError):
+        except (*MALFORMED, UnicodeDecodeError):
             pass
         return None
 
@@ -263,7 +263,7 @@ class JiraConnector(Connector):
             payload = json.loads(body)
             if not isinstance(payload, dict):
                 raise TypeError("the body is not a JSON object")
-        except _MALFORMED as error:
+        except MALFORMED as error:
             raise WebhookParseError(f"not a Jira webhook: {type(error).__name__}: {error}") from None
         event = payload.get("webhookEvent")
         if not isinstance(event, str):
@@ -274,7 +274,7 @@ class JiraConnector(Connector):
             if self.config.webhook_secret is None:
                 return self._read_back(event, payload, headers)
             return self._changes(event, payload, headers)
-        except _MALFORMED as error:
+        except MALFORMED as error:
             raise WebhookParseError(f"Jira {event}: {type(error).__name__}: {error}") from None
 
     def _changes(

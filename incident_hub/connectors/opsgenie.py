@@ -49,6 +49,7 @@ import urllib3
 from pydantic import BaseModel, ConfigDict, Field
 
 from incident_hub.connectors.base import (
+    MALFORMED,
     ChangeKind,
     Connector,
     ConnectorConfig,
@@ -83,7 +84,6 @@ _STATUS_BY_ACTION = {"Acknowledge": "acknowledged", "UnAcknowledge": "open", "Cl
 # Request statuses that say the request may go through if sent again; any other failure is permanent.
 _TRANSIENT_STATUS = ("try again", "temporarily", "timed out", "internal error")
 # What a malformed body raises while it is read; pydantic's ValidationError is a ValueError.
-_MALFORMED = (KeyError, TypeError, AttributeError, ValueError, OverflowError, RecursionError)
 
 
 class OpsgenieOptions(BaseModel):
@@ -307,7 +307,7 @@ class OpsgenieConnector(Connector):
             if stamp is None:
                 return None
             return f"{alert['alertId']}:{payload['action']}:{stamp}"[:200]
-        except _MALFORMED:
+        except MALFORMED:
             return None
 
     def parse_webhook(self, headers: Mapping[str, str], body: bytes) -> list[ExternalChange]:
@@ -322,14 +322,14 @@ class OpsgenieConnector(Connector):
             alert_id = alert["alertId"]
             if not isinstance(alert_id, str) or not alert_id:
                 raise TypeError("alert.alertId is not a string")
-        except _MALFORMED as error:
+        except MALFORMED as error:
             raise WebhookParseError(f"not an Opsgenie webhook: {type(error).__name__}: {error}") from None
         if action == "Escalate":
             # Escalation notices carry no alert state and no time (zulip-fixtures/escalate.json).
             return []
         try:
             return [self._change(action, alert, payload)]
-        except _MALFORMED as error:
+        except MALFORMED as error:
             raise WebhookParseError(f"Opsgenie {action}: {type(error).__name__}: {error}") from None
 
     def _change(self, action: str, alert: dict[str, Any], payload: dict[str, Any]) -> ExternalChange:

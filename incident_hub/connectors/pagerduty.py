@@ -36,6 +36,7 @@ import pagerduty
 from pydantic import BaseModel, Field
 
 from incident_hub.connectors.base import (
+    MALFORMED,
     ChangeKind,
     CheckResult,
     Connector,
@@ -231,7 +232,7 @@ class PagerDutyConnector(Connector):
         # of a captured body could change (without an id, the body's hash is the key).
         try:
             return str(json.loads(body)["event"]["id"])
-        except (ValueError, KeyError, TypeError, RecursionError):
+        except MALFORMED:
             return None
 
     def parse_webhook(self, headers: Mapping[str, str], body: bytes) -> list[ExternalChange]:
@@ -243,7 +244,7 @@ class PagerDutyConnector(Connector):
             agent = event.get("agent") or {}
             if not isinstance(agent, dict):
                 raise TypeError("event.agent is not an object")
-        except (ValueError, KeyError, TypeError, AttributeError) as error:
+        except MALFORMED as error:
             raise WebhookParseError(f"not a PagerDuty V3 webhook: {type(error).__name__}: {error}") from None
         if not isinstance(data, dict) or event.get("resource_type") != "incident":
             return []
@@ -294,7 +295,7 @@ class PagerDutyConnector(Connector):
                 is_public=False,
             )
             return [change, change.model_copy(update={"kind": ChangeKind.NOTE, "fields": {}, "note": note})]
-        except (KeyError, TypeError, AttributeError, ValueError) as error:
+        except MALFORMED as error:
             # ValueError includes pydantic's ValidationError: a field of the wrong type.
             raise WebhookParseError(f"PagerDuty {event_type}: {type(error).__name__}: {error}") from None
 

@@ -174,6 +174,16 @@ class ConnectorRegistry:
             instance.use_mapping(self._mappings(instance))
         return instance
 
+    def every(self) -> list[Connector]:
+        """Every configured connector that can be built (a broken configuration is left out)."""
+        found = []
+        for state in self.states():
+            try:
+                found.append(self.get(state.config.id))
+            except (NotFound, ConnectorError):
+                continue
+        return found
+
     def use_mappings(self, source: Callable[[Connector], MappingDocument | None]) -> None:
         """Hand every connector `get` returns the mapping `source` gives for it (the stored current
         version), so what a connector reads internally (Jira's status names) is what the hub maps with."""

@@ -50,6 +50,7 @@ from pysnc import exceptions as snc_errors
 from pysnc.asyncio import AsyncServiceNowClient
 
 from incident_hub.connectors.base import (
+    MALFORMED,
     ChangeKind,
     CheckResult,
     Connector,
@@ -99,7 +100,6 @@ _RECORD_FIELDS = (
     "correlation_id",
 )
 # What a malformed body raises while it is read; pydantic's ValidationError is a ValueError.
-_MALFORMED = (KeyError, TypeError, AttributeError, ValueError, OverflowError, RecursionError)
 _PYSNC_ERRORS = (
     snc_errors.AuthenticationException,
     snc_errors.RoleException,
@@ -258,7 +258,7 @@ class ServiceNowConnector(Connector):
         try:
             payload = json.loads(body)
             return f"{payload['sys_id']}:{payload['sys_mod_count']}"
-        except (*_MALFORMED, UnicodeDecodeError):
+        except (*MALFORMED, UnicodeDecodeError):
             return None
 
     def parse_webhook(self, headers: Mapping[str, str], body: bytes) -> list[ExternalChange]:
@@ -269,7 +269,7 @@ class ServiceNowConnector(Connector):
             if payload.get("table", TABLE) != TABLE:
                 return []
             return self._changes(payload)
-        except (*_MALFORMED, UnicodeDecodeError) as error:
+        except (*MALFORMED, UnicodeDecodeError) as error:
             raise WebhookParseError(
                 f"not a ServiceNow incident webhook: {type(error).__name__}: {error}"
             ) from None

@@ -25,7 +25,7 @@ def inbound(
     connector = build(config.model_copy(update={"base_url": UNREACHABLE}))
     connector.use_mapping(document)
     try:
-        changes = connector.parse_webhook({k.lower(): v for k, v in headers.items()}, body)
+        changes = connector.read_webhook({k.lower(): v for k, v in headers.items()}, body)
     except WebhookRejected as error:
         # A delivery the connector can only understand by reading the object from the vendor (an
         # unsigned Jira webhook) cannot be previewed: the preview never calls the vendor.

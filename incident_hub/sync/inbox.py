@@ -31,15 +31,22 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from incident_hub.clock import as_utc, utcnow
-from incident_hub.connectors.base import ChangeKind, ConnectorError, ExternalChange, WebhookRejected
+from incident_hub.connectors.base import (
+    ChangeKind,
+    Connector,
+    ConnectorError,
+    ExternalChange,
+    WebhookRejected,
+)
 from incident_hub.connectors.registry import ConnectorRegistry
 from incident_hub.errors import NotFound
 from incident_hub.logs import log_context
 from incident_hub.mapping.document import MappingDocument
 from incident_hub.mapping.store import MappingStore
 from incident_hub.store.db import Database
-from incident_hub.store.tables import ExternalRefRow, InboxRow, UtcDateTime, WebhookRejectionRow
+from incident_hub.store.tables import ExternalRefRow, InboxRow, UtcDateTime
 from incident_hub.sync.apply import Applier, LinkRace, Outcome
+from incident_hub.sync.rejections import RejectionLog
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +104,7 @@ class Inbox:
         # The stored mapping versions (None: each connector's own mapping).
         self.mappings = mappings
         self.registry = registry
+        self.rejections = RejectionLog(db)
         self.applier = applier
         self.max_age = max_age
         # A claimed batch is leased for this long: what a crashed replica had claimed waits at most this
@@ -195,24 +203,27 @@ class Inbox:
         try:
             connector = self.registry.get(connector_id)
         except (NotFound, ConnectorError) as error:
-            return self._reject(connector_id, 404, f"no connector {connector_id!r}: {error}", body, remote)
+            return self._reject(
+                None, connector_id, 404, f"no connector {connector_id!r}: {error}", body, remote
+            )
         try:
             connector.verify_webhook(lowered, body)
-            changes = connector.parse_webhook(lowered, body)
+            changes = connector.read_webhook(lowered, body)
         except WebhookRejected as error:
-            return self._reject(connector_id, error.status, error.reason, body, remote)
+            return self._reject(connector, connector_id, error.status, error.reason, body, remote)
         oldest = utcnow() - self.max_age
         stale = [c for c in changes if as_utc(c.vendor_timestamp) < oldest]
         if stale:
             return self._reject(
+                connector,
                 connector_id,
                 400,
                 f"stale: event from {stale[0].vendor_timestamp}, older than {self.max_age}",
                 body,
                 remote,
             )
-        body = connector.stored_body(body)
-        event_id = connector.webhook_event_id(lowered, body)
+        body = connector.kept_body(body)
+        event_id = connector.event_key(lowered, body)
         dedup_key = event_id or f"sha256:{hashlib.sha256(body).hexdigest()}"
         subject = _subject(changes)
         now = utcnow()
@@ -271,21 +282,23 @@ class Inbox:
         return reason
 
     def _reject(
-        self, connector_id: str, status: int, reason: str, body: bytes, remote: str | None
+        self,
+        connector: Connector | None,
+        connector_id: str,
+        status: int,
+        reason: str,
+        body: bytes,
+        remote: str | None,
     ) -> Received:
-        log.warning("webhook rejected", extra={"connector": connector_id, "status": status, "reason": reason})
-        with self.db.write() as session:
-            session.add(
-                WebhookRejectionRow(
-                    connector_id=connector_id[:200],
-                    received_at=utcnow(),
-                    status=status,
-                    reason=reason[:2000],
-                    body_sha256=hashlib.sha256(body).hexdigest(),
-                    body_excerpt=body[:2048].decode("utf-8", errors="replace"),
-                    remote_addr=remote,
-                )
-            )
+        """Answer `status` and record why, with the body stripped of every credential the hub knows (the
+        connector's, or every connector's when the id is unknown) before anything is kept."""
+        if connector is not None:
+            kept = connector.kept_body(body)
+        else:
+            kept = body
+            for known in self.registry.every():
+                kept = known.kept_body(kept)
+        self.rejections.record(connector_id, connector is not None, status, reason, kept, remote)
         return Received(status, reason)
 
     # ---- processing ---------------------------------------------------------------------------------
@@ -316,7 +329,7 @@ class Inbox:
         claimed = _Claimed(row.id, row.connector_id, row.subject, row.attempts, [], None)
         try:
             connector = self.registry.get(row.connector_id)
-            changes = connector.parse_webhook(dict(row.headers), row.body.encode())
+            changes = connector.read_webhook(dict(row.headers), row.body.encode())
             mapping = (
                 self.mappings.current(row.connector_id).document
                 if self.mappings is not None
