@@ -198,6 +198,7 @@ def require(scope: Scope) -> Callable[..., Awaitable[Principal]]:
             raise Forbidden(f"this key lacks the '{scope}' scope")
         return principal
 
+    dependency.required_scope = scope  # type: ignore[attr-defined]  # read by the route-walk test
     return dependency
 
 
