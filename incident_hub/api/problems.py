@@ -52,7 +52,70 @@ def problem(
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "title": "Problem",
+    "type": "object",
+    "description": "RFC 9457 problem details; some answers add fields (e.g. `errors`, `allowed_statuses`).",
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "instance": {"type": "string"},
+    },
+    "required": ["type", "title", "status", "detail"],
+    "additionalProperties": True,
+}
+_ANSWERS = {
+    400: "The body is not JSON",
+    401: "No API key, or one that is unknown or revoked (webhooks: no valid signature or secret)",
+    403: "The key lacks the scope this operation needs",
+    404: "Nothing with that id",
+    409: "The change conflicts with the current state (e.g. an illegal status move)",
+    412: "`If-Match` names a version that is no longer current",
+    422: "The request is well-formed JSON of the wrong shape",
+    429: "Too many failed authentication attempts from this address (see `Retry-After`)",
+    503: "The database is unavailable (see `Retry-After`)",
+}
+
+
+def _declare_problems(schema: dict[str, Any]) -> dict[str, Any]:
+    """Every operation's error answers, as problem+json, in the OpenAPI document."""
+    schema.setdefault("components", {}).setdefault("schemas", {})["Problem"] = PROBLEM_SCHEMA
+    body = {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    for path, operations in schema.get("paths", {}).items():
+        for method, operation in operations.items():
+            if not isinstance(operation, dict) or "responses" not in operation:
+                continue
+            codes = {422, 503}
+            if path.startswith("/webhooks/"):
+                # Authenticated by the vendor's signature or shared secret, not an API key.
+                codes = {400, 401, 404, 422, 503}
+            elif operation.get("security"):
+                codes |= {401, 403, 429}
+            if "{" in path:
+                codes.add(404)
+            if method in ("post", "put", "patch", "delete") and not path.startswith("/webhooks/"):
+                codes |= {400, 409}
+            if any(p.get("name", "").lower() == "if-match" for p in operation.get("parameters", [])):
+                codes.add(412)
+            answers = operation["responses"]
+            for code in sorted(codes):
+                # FastAPI's own 422 says application/json with its validation schema; ours is a problem.
+                answers[str(code)] = {"description": _ANSWERS[code], "content": body}
+    return schema
+
+
 def install(app: FastAPI) -> None:
+    build_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = _declare_problems(build_openapi())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
     @app.exception_handler(HubError)
     async def _hub_error(request: Request, error: HubError) -> JSONResponse:
         response = problem(error.status, error.title, error.detail, request, **error.extra)

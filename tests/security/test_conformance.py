@@ -40,3 +40,23 @@ def test_login_never_sends_a_browser_outside_the_admin_ui(client: TestClient, ta
 def test_login_keeps_a_next_page_inside_the_admin_ui(client: TestClient) -> None:
     form = client.get("/admin/login", params={"next": "/admin/deliveries?state=dead"})
     assert 'name="next" value="/admin/deliveries?state=dead"' in form.text
+
+
+def test_the_openapi_document_declares_every_error_answer_as_problem_json(api: TestClient) -> None:
+    document = api.get("/openapi.json").json()
+    assert "Problem" in document["components"]["schemas"]
+    errors = 0
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            answers = operation["responses"]
+            for code, answer in answers.items():
+                if int(code) >= 400:
+                    errors += 1
+                    assert list(answer["content"]) == ["application/problem+json"], (method, path, code)
+            assert {"422", "503"} <= set(answers), (method, path)
+            if operation.get("security"):
+                assert {"401", "403"} <= set(answers), (method, path)
+    patch = document["paths"]["/api/v1/incidents/{incident_id}"]["patch"]["responses"]
+    assert {"404", "409", "412"} <= set(patch)
+    assert {"400", "401", "404"} <= set(document["paths"]["/webhooks/{connector_id}"]["post"]["responses"])
+    assert errors > 100
