@@ -7,9 +7,10 @@ Lifecycle timestamps are not here: status moves set them.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Self
+from typing import Annotated, Self
 
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, HttpUrl, StrictBool, model_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from incident_hub.model import (
     AffectedService,
@@ -21,6 +22,17 @@ from incident_hub.model import (
     Summary,
     merge_services,
 )
+
+
+def _not_a_number(value: object) -> object:
+    # Pydantic would read 0 as 1970-01-01: a time must be written as one (RFC 3339).
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        raise ValueError("a time is an RFC 3339 string, e.g. 2026-12-07T10:00:00Z, not a number")
+    return value
+
+
+# A time given by a caller: an RFC 3339 string or a datetime, never a number.
+Timestamp = Annotated[datetime, BeforeValidator(_not_a_number)]
 
 
 class _Command(BaseModel):
@@ -80,7 +92,7 @@ class IncidentDraft(_Command):
     commander: str | None = Field(default=None, max_length=200)
     tech_lead: str | None = Field(default=None, max_length=200)
     comms_lead: str | None = Field(default=None, max_length=200)
-    detected_at: datetime | None = Field(default=None, description="When the problem began; default now.")
+    detected_at: Timestamp | None = Field(default=None, description="When the problem began; default now.")
     dedup_key: str | None = Field(
         default=None,
         max_length=255,
@@ -109,15 +121,16 @@ class IncidentPatch(_Command):
         json_schema_extra={"examples": [{"title": "Checkout 502s (EU only)", "assignee": "carol"}]},
     )
 
-    title: str | None = Field(default=None, min_length=1, max_length=500)
+    # Fields a patch may leave out but not clear: no `null` in their schema.
+    title: Annotated[str, Field(min_length=1, max_length=500)] | SkipJsonSchema[None] = None
     description: str | None = None
-    severity: Severity | None = None
-    affected_services: list[ServiceInput] | None = Field(
+    severity: Severity | SkipJsonSchema[None] = None
+    affected_services: list[ServiceInput] | SkipJsonSchema[None] = Field(
         default=None,
         description="Replaces the list. Names the incident already lists keep their impact; new ones "
         "are `degraded` unless given as `{name, impact}` or in `service_impacts`.",
     )
-    service_impacts: list[AffectedService] | None = Field(
+    service_impacts: list[AffectedService] | SkipJsonSchema[None] = Field(
         default=None, description="Replaces the list of affected services and their impacts."
     )
     assigned_team: str | None = Field(default=None, max_length=200)
@@ -125,7 +138,7 @@ class IncidentPatch(_Command):
     root_cause: str | None = None
     resolution_notes: str | None = None
     summary: Summary | None = None
-    tags: list[str] | None = None
+    tags: list[str] | SkipJsonSchema[None] = None
     author: str | None = Field(default=None, max_length=200)
 
     @model_validator(mode="after")
@@ -151,7 +164,7 @@ class StatusChange(_Command):
     status: Status
     message: str | None = Field(default=None, max_length=10_000)
     author: str | None = Field(default=None, max_length=200)
-    reopen: bool = Field(default=False, description="Required to move a CLOSED incident back to work.")
+    reopen: StrictBool = Field(default=False, description="Required to move a CLOSED incident back to work.")
 
 
 class EscalationRequest(_Command):
@@ -180,7 +193,7 @@ class NoteDraft(_Command):
 
     message: str = Field(min_length=1, max_length=100_000)
     author: str | None = Field(default=None, max_length=200)
-    is_public: bool = Field(
+    is_public: StrictBool = Field(
         default=True, description="Public notes are customer-facing; internal ones are not."
     )
 
@@ -193,7 +206,7 @@ class ResolutionStepDraft(_Command):
 
     action_taken: str = Field(min_length=1, max_length=10_000)
     performed_by: str | None = Field(default=None, max_length=200)
-    timestamp: datetime | None = None
+    timestamp: Timestamp | None = None
 
 
 class RoleAssignment(_Command):

@@ -593,7 +593,9 @@ def test_current_and_weak_if_match_are_accepted(api: TestClient) -> None:
     final = api.get(f"{INCIDENTS}/{iid}").json()
     assert final["title"] == "two"
     assert final["version"] == 5
-    problem(api.patch(f"{INCIDENTS}/{iid}", json={"title": "x"}, headers={"If-Match": "latest"}), 422)
+    problem(
+        api.patch(f"{INCIDENTS}/{iid}", json={"title": "x"}, headers={"If-Match": "latest"}), 412
+    )  # names no version
 
 
 # ---- patch ----------------------------------------------------------------------------------------------

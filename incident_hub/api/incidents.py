@@ -18,7 +18,7 @@ from incident_hub.commands import (
     RoleAssignment,
     StatusChange,
 )
-from incident_hub.errors import InvalidRequest
+from incident_hub.errors import VersionMismatch
 from incident_hub.incidents import IncidentService
 from incident_hub.model import (
     AutomatedResponse,
@@ -73,7 +73,9 @@ def parse_if_match(value: str | None) -> int | None:
         return None
     text = value.strip().removeprefix("W/").strip('"')
     if not text.isdigit():
-        raise InvalidRequest(f"If-Match must be an ETag this API returned, got {value!r}")
+        # RFC 9110: an entity tag that names no current version fails the precondition (412), whatever
+        # it looks like.
+        raise VersionMismatch(f"If-Match {value!r} names no version of this incident; read it again")
     return int(text)
 
 

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import yaml
 from fastapi import APIRouter, Body, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic.json_schema import SkipJsonSchema
 
 from incident_hub.api.auth import Admin, Principal, Reader
 from incident_hub.api.params import MAX_ROW_ID, Version
@@ -37,10 +38,17 @@ def _actor(principal: Principal) -> str:
 class MappingChange(BaseModel):
     """A new version: the YAML text, or the document as JSON (stored as YAML), and why."""
 
-    model_config = ConfigDict(extra="forbid")
+    # Exactly one of `yaml` and `document`: said in the schema too, so a client (or a schema-driven test)
+    # knows `{}` is not a request.
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"oneOf": [{"required": ["yaml"]}, {"required": ["document"]}]},
+    )
 
-    yaml: str | None = Field(default=None, description="The document as YAML text (kept as given).")
-    document: dict[str, Any] | None = Field(default=None, description="The document as JSON.")
+    yaml: str | SkipJsonSchema[None] = Field(
+        default=None, description="The document as YAML text (kept as given)."
+    )
+    document: dict[str, Any] | SkipJsonSchema[None] = Field(default=None, description="The document as JSON.")
     comment: str | None = Field(default=None, max_length=2000)
 
     def text(self) -> str:
@@ -69,11 +77,14 @@ class PreviewRequest(BaseModel):
     `headers`) or a canonical incident (`incident`: fields not given come from the documented example).
     `document` previews an unsaved draft (YAML text or JSON) instead of the current version."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"oneOf": [{"required": ["webhook"]}, {"required": ["incident"]}]},
+    )
 
-    webhook: Any = None
+    webhook: Any = Field(default=None, json_schema_extra={"not": {"type": "null"}})
     headers: dict[str, str] = Field(default_factory=dict)
-    incident: dict[str, Any] | None = None
+    incident: dict[str, Any] | SkipJsonSchema[None] = None
     document: str | dict[str, Any] | None = None
 
 

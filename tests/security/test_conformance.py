@@ -60,3 +60,39 @@ def test_the_openapi_document_declares_every_error_answer_as_problem_json(api: T
     assert {"404", "409", "412"} <= set(patch)
     assert {"400", "401", "404"} <= set(document["paths"]["/webhooks/{connector_id}"]["post"]["responses"])
     assert errors > 100
+
+
+@pytest.mark.parametrize("tag", ["null", '"abc"', 'W/"x"', "0x10"])
+def test_an_if_match_that_names_no_version_fails_the_precondition(api: TestClient, tag: str) -> None:
+    incident = api.post("/api/v1/incidents", json={"title": "precondition"}).json()
+    answer = api.patch(
+        f"/api/v1/incidents/{incident['id']}", json={"assignee": "ana"}, headers={"If-Match": tag}
+    )
+    assert answer.status_code == 412, answer.text
+    assert api.get(f"/api/v1/incidents/{incident['id']}").json()["assignee"] is None
+
+
+def test_a_number_is_neither_a_time_nor_a_flag(api: TestClient) -> None:
+    refused = api.post("/api/v1/incidents", json={"title": "epoch", "detected_at": 0})
+    assert refused.status_code == 422 and "RFC 3339" in refused.json()["detail"]
+    incident = api.post("/api/v1/incidents", json={"title": "flags"}).json()
+    path = f"/api/v1/incidents/{incident['id']}"
+    assert api.post(f"{path}/timeline", json={"message": "m", "is_public": 0}).status_code == 422
+    assert api.put(f"{path}/status", json={"status": "ACKNOWLEDGED", "reopen": 0}).status_code == 422
+    accepted = api.post(f"{path}/timeline", json={"message": "m", "is_public": True})
+    assert accepted.status_code == 201, accepted.text
+
+
+def test_what_the_schema_allows_is_answered_and_what_it_refuses_is_refused(api: TestClient) -> None:
+    schemas = api.get("/openapi.json").json()["components"]["schemas"]
+    patch = schemas["IncidentPatch"]["properties"]
+    # Fields a patch cannot clear say so in the schema (no null); the others take null.
+    for field in ("title", "severity", "tags", "affected_services", "service_impacts"):
+        assert "null" not in str(patch[field]), field
+        incident = api.post("/api/v1/incidents", json={"title": f"clear {field}"}).json()
+        assert api.patch(f"/api/v1/incidents/{incident['id']}", json={field: None}).status_code == 422
+    incident = api.post("/api/v1/incidents", json={"title": "clear description"}).json()
+    assert api.patch(f"/api/v1/incidents/{incident['id']}", json={"description": None}).status_code == 200
+    # A mapping check needs exactly one document, a preview exactly one sample: the schema says both.
+    assert schemas["MappingChange"]["oneOf"] == [{"required": ["yaml"]}, {"required": ["document"]}]
+    assert schemas["PreviewRequest"]["oneOf"] == [{"required": ["webhook"]}, {"required": ["incident"]}]
