@@ -10,35 +10,40 @@ Two servers run in turn on the same kind of database, each as a subprocess with 
 
 Both get the same requests: PagerDuty V3 `incident.triggered` webhooks by a person, each for a new
 incident, signed with the connector's secret the way PagerDuty signs (`X-PagerDuty-Signature: v1=<HMAC>`),
-built before the run. Per server:
+built before the run as `bench/loadgen.py --requests` files (signing costs nothing during the run), and
+driven by `bench/loadgen.py` in its own process. Per server:
 
 - saturation, closed loop: `--clients` keep-alive connections each send the next webhook as soon as the
   last is answered; webhooks answered per second in the window, and the server's CPU per webhook
   (PostgreSQL's too, on PostgreSQL);
-- open loop at `--rate` webhooks/s: Poisson arrivals, latency from each webhook's *scheduled* send time
-  (coordinated omission corrected), p50/p99/p99.9.
+- open loop at `--rate` webhooks/s (loadgen's `--rate`): Poisson arrivals, latency from each webhook's
+  *scheduled* send time (coordinated omission corrected), p50/p99/p99.9.
+
+`--profile DIR` py-spies each server over each window (raw stacks for bench/profile_summary.py);
+`--hub-source DIR` runs the hub from another checkout (`git archive main | tar -x -C DIR`), so a change
+is measured before and after with the same harness.
 
 Targets (issue 12): p99 < 10 ms at 200/s; saturation at least 80 % of the baseline's.
 
     .venv/bin/python bench/webhook_ingest.py                      # SQLite and PostgreSQL, ~3 min
     .venv/bin/python bench/webhook_ingest.py --db sqlite --quick
     .venv/bin/python bench/webhook_ingest.py --json-out /tmp/ingest.json
+    .venv/bin/python bench/webhook_ingest.py --db sqlite --quick --hub-source /tmp/main --profile /tmp/spy
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import math
 import os
-import random
+import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -48,6 +53,7 @@ from api_create import (
     BENCH,
     BIN,
     DEFAULT_POSTGRES,
+    Server,
     _cpu_seconds,
     _postgres_cpu_delta,
     _postgres_cpu_seconds,
@@ -57,8 +63,9 @@ from api_create import (
     machine,
     postgres_schemas,
     serving,
+    start_profiler,
 )
-from loadgen import _read_response
+from api_create import Load as ApiLoad
 
 from incident_hub.signing import sign_sha256
 
@@ -66,15 +73,16 @@ SECRET = "bench-pagerduty-webhook-secret"
 HUB_USER_ID = "PHUBUSER"
 TARGET_P99_MS = 10.0
 TARGET_RATIO = 0.80
+WEBHOOK_PATH = "/webhooks/pagerduty"
 
 
 # ---- requests ---------------------------------------------------------------------------------------
 
 
-def pagerduty_webhooks(count: int, port: int, tag: str) -> list[bytes]:
-    """`count` signed PagerDuty webhooks, whole HTTP/1.1 requests, each triggering a new incident."""
+def pagerduty_webhooks(count: int, tag: str) -> Iterator[dict[str, Any]]:
+    """`count` signed PagerDuty webhooks as `bench/loadgen.py --requests` lines, each triggering a new
+    incident."""
     now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
-    requests = []
     for n in range(count):
         body = json.dumps(
             {
@@ -99,146 +107,81 @@ def pagerduty_webhooks(count: int, port: int, tag: str) -> list[bytes]:
                     },
                 }
             }
-        ).encode()
-        head = (
-            f"POST /webhooks/pagerduty HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-            "User-Agent: PagerDuty-Webhook/V3.0\r\nContent-Type: application/json\r\n"
-            f"X-PagerDuty-Signature: v1={sign_sha256(SECRET, body)}\r\nContent-Length: {len(body)}\r\n\r\n"
         )
-        requests.append(head.encode() + body)
-    return requests
+        yield {
+            "method": "POST",
+            "path": WEBHOOK_PATH,
+            "headers": {"X-PagerDuty-Signature": f"v1={sign_sha256(SECRET, body.encode())}"},
+            "body": body,
+        }
+
+
+def write_requests(path: Path, count: int, tag: str) -> Path:
+    with open(path, "w", encoding="utf-8") as out:
+        for request in pagerduty_webhooks(count, tag):
+            out.write(json.dumps(request) + "\n")
+    return path
 
 
 # ---- load -------------------------------------------------------------------------------------------
 
 
-@dataclass
-class Window:
-    """What one measured window saw."""
+@dataclass(frozen=True)
+class Load:
+    """One measured window: closed loop with `clients` connections, or open loop at `rate`."""
 
-    latencies_ms: list[float] = field(default_factory=list)
-    statuses: dict[int, int] = field(default_factory=dict)
-    errors: int = 0
-    seconds: float = 0.0
-    server_cpu_s: float = 0.0
-    postgres_cpu_s: float = 0.0
+    name: str
+    warmup: float
+    seconds: float
+    clients: int = 16
+    rate: float | None = None
 
-    @property
-    def answered(self) -> int:
-        return len(self.latencies_ms)
-
-    def percentile(self, p: float) -> float:
-        ordered = sorted(self.latencies_ms)
-        if not ordered:
-            return math.nan
-        return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
-
-    def cpu_ms_per_webhook(self, postgres: bool) -> float:
-        cpu = self.server_cpu_s + (self.postgres_cpu_s if postgres else 0.0)
-        return 1000 * cpu / self.answered if self.answered else math.nan
+    def requests_needed(self) -> int:
+        # Every webhook is new (a repeat would take the cheaper duplicate path): enough for a fast server.
+        per_second = self.rate * 1.5 if self.rate is not None else 2500.0
+        return int((self.warmup + self.seconds) * per_second) + 1000
 
 
-class Sampler:
-    """CPU of the server (and PostgreSQL) between the window's start and end."""
-
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
-        self.server: list[float] = []
-        self.postgres: list[dict[int, float]] = []
-
-    def mark(self) -> None:
-        self.server.append(_cpu_seconds(self.pid))
-        self.postgres.append(_postgres_cpu_seconds())
-
-    def fill(self, window: Window) -> None:
-        window.server_cpu_s = self.server[1] - self.server[0]
-        window.postgres_cpu_s = _postgres_cpu_delta(self.postgres[0], self.postgres[1])
-
-
-async def _exchange(connection: tuple[asyncio.StreamReader, asyncio.StreamWriter], request: bytes) -> int:
-    reader, writer = connection
-    writer.write(request)
-    status, _body, _close = await asyncio.wait_for(_read_response(reader), 30)
-    return status
-
-
-async def closed_loop(
-    port: int, requests: Iterator[bytes], clients: int, warmup: float, seconds: float, sampler: Sampler
-) -> Window:
-    loop = asyncio.get_running_loop()
-    window = Window(seconds=seconds)
-    start = loop.time() + warmup
-    stop = start + seconds
-
-    async def client() -> None:
-        connection = await asyncio.open_connection("127.0.0.1", port)
-        try:
-            while loop.time() < stop:
-                began = loop.time()
-                try:
-                    status = await _exchange(connection, next(requests))
-                except (OSError, asyncio.IncompleteReadError, TimeoutError):
-                    window.errors += 1
-                    connection[1].close()
-                    connection = await asyncio.open_connection("127.0.0.1", port)
-                    continue
-                ended = loop.time()
-                if start <= ended <= stop:
-                    window.latencies_ms.append(1000 * (ended - began))
-                    window.statuses[status] = window.statuses.get(status, 0) + 1
-        finally:
-            connection[1].close()
-
-    marks = [loop.call_at(start, sampler.mark), loop.call_at(stop, sampler.mark)]
-    await asyncio.gather(*(client() for _ in range(clients)))
-    del marks
-    sampler.fill(window)
-    return window
+def drive(server: Server, requests: Path, load: Load, profile: Path | None) -> dict[str, Any]:
+    """Run `bench/loadgen.py` against `server`; CPU of the server (and PostgreSQL) over exactly the
+    measured window, which loadgen marks on its stderr; py-spy over the window when `profile` is set."""
+    command = [
+        sys.executable, str(BENCH / "loadgen.py"), "--url", f"{server.base}{WEBHOOK_PATH}",
+        "--expect", "202", "--requests", str(requests),
+        "--warmup", str(load.warmup), "--seconds", str(load.seconds),
+    ]  # fmt: skip
+    command += ["--rate", str(load.rate)] if load.rate is not None else ["--clients", str(load.clients)]
+    loadgen = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert loadgen.stderr is not None and loadgen.stdout is not None
+    marks: dict[str, tuple[float, dict[int, float]]] = {}
+    spy: subprocess.Popen[bytes] | None = None
+    other: list[str] = []
+    for line in loadgen.stderr:
+        mark = line.strip()
+        if mark not in ("window-start", "window-end"):
+            other.append(line)
+            continue
+        marks[mark] = (_cpu_seconds(server.process.pid), _postgres_cpu_seconds())
+        if mark == "window-start" and profile is not None:
+            as_load = ApiLoad(load.clients, load.warmup, load.seconds, f"{server.name}-{load.name}")
+            spy = start_profiler(server.process.pid, profile, as_load)
+    result: dict[str, Any] = json.loads(loadgen.stdout.read() or "{}")
+    if loadgen.wait() != 0 or not result:
+        raise RuntimeError(f"load generator failed:\n{''.join(other)}")
+    if spy is not None:
+        spy.wait()
+    (server_before, postgres_before), (server_after, postgres_after) = (
+        marks["window-start"],
+        marks["window-end"],
+    )
+    result["server_cpu_s"] = server_after - server_before
+    result["postgres_cpu_s"] = _postgres_cpu_delta(postgres_before, postgres_after)
+    return result
 
 
-async def open_loop(
-    port: int, requests: Iterator[bytes], rate: float, warmup: float, seconds: float, sampler: Sampler
-) -> Window:
-    """Poisson arrivals at `rate`; each webhook's latency counts from when it was due, so a stalled server
-    is charged for every webhook that waited behind it."""
-    loop = asyncio.get_running_loop()
-    window = Window(seconds=seconds)
-    idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
-    began = loop.time()
-    start, stop = began + warmup, began + warmup + seconds
-    arrivals = random.Random(12)
-
-    async def one(due: float, request: bytes) -> None:
-        connection = idle.pop() if idle else await asyncio.open_connection("127.0.0.1", port)
-        try:
-            status = await _exchange(connection, request)
-        except (OSError, asyncio.IncompleteReadError, TimeoutError):
-            window.errors += 1
-            connection[1].close()
-            return
-        if due >= start:
-            window.latencies_ms.append(1000 * (loop.time() - due))
-            window.statuses[status] = window.statuses.get(status, 0) + 1
-        idle.append(connection)
-
-    sampler_marks = [loop.call_at(start, sampler.mark), loop.call_at(stop, sampler.mark)]
-    tasks = []
-    due = began
-    while True:
-        due += arrivals.expovariate(rate)
-        if due >= stop:
-            break
-        pause = due - loop.time()
-        if pause > 0:
-            await asyncio.sleep(pause)
-        tasks.append(asyncio.create_task(one(due, next(requests))))
-    await asyncio.gather(*tasks)
-    await asyncio.sleep(max(0.0, stop - loop.time()))
-    del sampler_marks
-    for _reader, writer in idle:
-        writer.close()
-    sampler.fill(window)
-    return window
+def cpu_ms_per_webhook(result: dict[str, Any], postgres: bool) -> float:
+    cpu = result["server_cpu_s"] + (result["postgres_cpu_s"] if postgres else 0.0)
+    return 1000 * cpu / result["completed"] if result["completed"] else math.nan
 
 
 # ---- servers ----------------------------------------------------------------------------------------
@@ -250,14 +193,16 @@ class Options:
     rate: float
     warmup: float
     seconds: float
+    profile: Path | None = None
+    hub_source: Path | None = None
 
 
 @dataclass
 class Measured:
     server: str
     db: str
-    saturation: Window
-    paced: Window
+    saturation: dict[str, Any]
+    paced: dict[str, Any]
 
 
 @contextmanager
@@ -269,7 +214,7 @@ def database_urls(db: str, workdir: Path, postgres_url: str) -> Iterator[dict[st
             yield urls
 
 
-def hub_command(url: str, workdir: Path, port: int) -> tuple[list[str], dict[str, str]]:
+def hub_command(url: str, workdir: Path, port: int, source: Path | None) -> tuple[list[str], dict[str, str]]:
     config = workdir / "connectors.yaml"
     config.write_text(
         yaml.safe_dump(
@@ -299,6 +244,9 @@ def hub_command(url: str, workdir: Path, port: int) -> tuple[list[str], dict[str
         "BENCH_PAGERDUTY_TOKEN": "bench-token",
         "BENCH_PAGERDUTY_WEBHOOK_SECRET": SECRET,
     }
+    if source is not None:
+        # Another checkout's package ahead of this one's (e.g. main's, for a before/after in one run).
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(source), env.get("PYTHONPATH")]))
     command = [str(BIN / "incident-hub"), "serve", "--host", "127.0.0.1", "--port", str(port)]
     return command, env
 
@@ -316,15 +264,19 @@ def measure(name: str, db: str, build: Callable[[int], tuple[list[str], dict[str
             options: Options) -> Measured:  # fmt: skip
     port = free_port()
     command, env = build(port)
-    total = int((options.warmup + options.seconds) * (options.rate * 1.5 + 2000)) + 5000
-    requests = iter(pagerduty_webhooks(total, port, f"{name[0]}{db[0]}"))
-    warmup, seconds = options.warmup, options.seconds
+    closed = Load("saturation", options.warmup, options.seconds, clients=options.clients)
+    paced = Load("paced", options.warmup, options.seconds, rate=options.rate)
+    files = {
+        load.name: write_requests(
+            workdir / f"{name}-{load.name}.jsonl", load.requests_needed(), f"{name[0]}{db[0]}{load.name[0]}"
+        )
+        for load in (closed, paced)
+    }
     with serving(name, command, env, port, workdir / f"{name}.log") as server:
-        pid = server.process.pid
-        saturation = asyncio.run(closed_loop(port, requests, options.clients, warmup, seconds, Sampler(pid)))
+        saturation = drive(server, files[closed.name], closed, options.profile)
         time.sleep(1.0)
-        paced = asyncio.run(open_loop(port, requests, options.rate, warmup, seconds, Sampler(pid)))
-    measured = Measured(name, db, saturation, paced)
+        open_loop = drive(server, files[paced.name], paced, options.profile)
+    measured = Measured(name, db, saturation, open_loop)
     print_measured(measured)
     return measured
 
@@ -335,7 +287,13 @@ def bench_db(db: str, options: Options, postgres_url: str) -> list[dict[str, Any
         baseline = measure(
             "baseline", db, lambda port: baseline_command(urls["baseline"], port), workdir, options
         )
-        hub = measure("hub", db, lambda port: hub_command(urls["hub"], workdir, port), workdir, options)
+        hub = measure(
+            "hub",
+            db,
+            lambda port: hub_command(urls["hub"], workdir, port, options.hub_source),
+            workdir,
+            options,
+        )
     return rows_for(db, hub, baseline, options.rate)
 
 
@@ -343,11 +301,12 @@ def print_measured(m: Measured) -> None:
     postgres = m.db == "postgresql"
     s, p = m.saturation, m.paced
     print(
-        f"  [{m.db}] {m.server:8}  saturation {s.answered / s.seconds:7.1f}/s "
-        f"(p50 {s.percentile(50):6.1f} ms, CPU {s.cpu_ms_per_webhook(postgres):5.2f} ms/webhook, "
-        f"statuses {s.statuses}, errors {s.errors})  |  open loop {p.answered / p.seconds:6.1f}/s: "
-        f"p50 {p.percentile(50):6.2f} p99 {p.percentile(99):7.2f} p99.9 {p.percentile(99.9):7.2f} ms, "
-        f"CPU {p.cpu_ms_per_webhook(postgres):5.2f} ms/webhook, statuses {p.statuses}, errors {p.errors}",
+        f"  [{m.db}] {m.server:8}  saturation {s['throughput']:7.1f}/s "
+        f"(p50 {s['p50_ms']:6.1f} ms, CPU {cpu_ms_per_webhook(s, postgres):5.2f} ms/webhook, "
+        f"statuses {s['statuses']}, errors {s['errors']})  |  open loop {p['throughput']:6.1f}/s: "
+        f"p50 {p['p50_ms']:6.2f} p99 {p['p99_ms']:7.2f} p99.9 {p['p99_9_ms']:7.2f} ms, "
+        f"CPU {cpu_ms_per_webhook(p, postgres):5.2f} ms/webhook, statuses {p['statuses']}, "
+        f"errors {p['errors']}, unfinished {p['unfinished']}",
         flush=True,
     )
 
@@ -357,11 +316,10 @@ def print_measured(m: Measured) -> None:
 
 def rows_for(db: str, hub: Measured, baseline: Measured, rate: float) -> list[dict[str, Any]]:
     postgres = db == "postgresql"
-    hub_rate = hub.saturation.answered / hub.saturation.seconds
-    base_rate = baseline.saturation.answered / baseline.saturation.seconds
-    hub_p99, base_p99 = hub.paced.percentile(99), baseline.paced.percentile(99)
-    hub_cpu = hub.saturation.cpu_ms_per_webhook(postgres)
-    base_cpu = baseline.saturation.cpu_ms_per_webhook(postgres)
+    hub_rate, base_rate = hub.saturation["throughput"], baseline.saturation["throughput"]
+    hub_p99, base_p99 = hub.paced["p99_ms"], baseline.paced["p99_ms"]
+    hub_cpu = cpu_ms_per_webhook(hub.saturation, postgres)
+    base_cpu = cpu_ms_per_webhook(baseline.saturation, postgres)
     return [
         _row(
             f"saturation, {db}",
@@ -379,8 +337,8 @@ def rows_for(db: str, hub: Measured, baseline: Measured, rate: float) -> list[di
             TARGET_P99_MS,
             base_p99,
             False,
-            f"p50 {hub.paced.percentile(50):.2f} ms, p99.9 {hub.paced.percentile(99.9):.2f} ms; "
-            f"coordinated omission corrected",
+            f"p50 {hub.paced['p50_ms']:.2f} ms, p99.9 {hub.paced['p99_9_ms']:.2f} ms; "
+            "Poisson arrivals, coordinated omission corrected",
         ),
         _row(
             f"CPU per webhook at saturation, {db}",
@@ -424,15 +382,22 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="1 s warm-up, 5 s windows (~1 min)")
     parser.add_argument("--postgres-url", default=DEFAULT_POSTGRES)
     parser.add_argument("--json-out", type=Path, help="write the result rows (bench/run_all.py's format)")
+    parser.add_argument("--profile", type=Path, help="py-spy the servers over each window into this folder")
+    parser.add_argument(
+        "--hub-source",
+        type=Path,
+        help="run the hub from this checkout's incident_hub (e.g. an export of main, for a before/after)",
+    )
     args = parser.parse_args()
-    options = Options(args.clients, args.rate, args.warmup, args.seconds)
+    options = Options(args.clients, args.rate, args.warmup, args.seconds, args.profile, args.hub_source)
     if args.quick:
         options.warmup, options.seconds = 1.0, 5.0
     info = machine()
     load = background_busy()
     print(
         f"webhook ingest: {info['date']}, commit {info['commit']}, {info['nproc']} CPUs, "
-        f"load average {os.getloadavg()[0]:.2f}, background busy {load:.0%}",
+        f"load average {info['loadavg']}, background busy {load:.0%}"
+        + (f", hub from {args.hub_source}" if args.hub_source else ""),
         flush=True,
     )
     rows: list[dict[str, Any]] = []

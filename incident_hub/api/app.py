@@ -5,14 +5,15 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request, Response
+from fastapi.routing import APIRoute
 
 from incident_hub import __version__
 from incident_hub.admin import install as install_admin
 from incident_hub.api import audit as audit_api
 from incident_hub.api import connectors, incidents, ops, outbox, problems, reconciliations, signals
 from incident_hub.api import mappings as mappings_api
-from incident_hub.api.middleware import BodyLimit, Metrics
+from incident_hub.api.middleware import BodyLimit, DirectRoute, Metrics
 from incident_hub.hub import Hub
 from incident_hub.logs import configure as configure_logging
 from incident_hub.metrics import process_exiting
@@ -53,9 +54,23 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
     app.include_router(signals.router)
     app.include_router(ops.router)
     install_admin(app, hub.db)
+    # Innermost, so the body limit and metrics see webhooks as before.
+    app.add_middleware(DirectRoute, route=_webhook_route(), endpoint=_receive_webhook)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.add_middleware(Metrics)
     return app
+
+
+def _webhook_route() -> APIRoute:
+    return next(
+        route
+        for route in connectors.router.routes
+        if isinstance(route, APIRoute) and route.endpoint is connectors.receive_webhook
+    )
+
+
+async def _receive_webhook(request: Request) -> Response:
+    return await connectors.receive_webhook(request.path_params["connector_id"], request)
 
 
 def app_from_env() -> FastAPI:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import and_, exists, func, select, update
+from sqlalchemy import Select, and_, bindparam, exists, func, select, tuple_, update
 from sqlalchemy.orm import aliased
 from tenacity import RetryCallState
 
@@ -29,7 +29,7 @@ from incident_hub.clock import utcnow
 from incident_hub.logs import log_context
 from incident_hub.metrics import DELIVERY_ATTEMPTS, DELIVERY_OUTCOMES
 from incident_hub.store.db import Database
-from incident_hub.store.tables import ConnectorRow, DeliveryAttemptRow, DeliveryRow, EventRow
+from incident_hub.store.tables import ConnectorRow, DeliveryAttemptRow, DeliveryRow, EventRow, UtcDateTime
 from incident_hub.sync.retry import (
     DeliveryError,
     HeldDelivery,
@@ -103,6 +103,7 @@ class Dispatcher:
         self._in_flight: set[asyncio.Task[None]] = set()
         # (target kind, target id) -> when a target that answered 429 may be called again (UTC).
         self._held_back: dict[tuple[str, str], datetime] = {}
+        self._statements()
 
     # ---- running ------------------------------------------------------------------------------------
 
@@ -159,9 +160,10 @@ class Dispatcher:
 
     # ---- database -----------------------------------------------------------------------------------
 
-    def claim(self, limit: int) -> list[ClaimedDelivery]:
-        """Lease up to `limit` due deliveries, at most one per (target, ordering key)."""
-        now = utcnow()
+    def _statements(self) -> None:
+        """Build the claim's statements once (SQLAlchemy caches the compiled form per statement object);
+        only the parameters change from one poll to the next."""
+        now = bindparam("now", type_=UtcDateTime())
         earlier = aliased(DeliveryRow)
         blocked = exists().where(
             and_(
@@ -174,12 +176,6 @@ class Dispatcher:
                 earlier.state.in_((PENDING, DEAD)),
             )
         )
-        # A target that answered 429 gets nothing more until its pause is over (this process's view).
-        held_back = [
-            and_(DeliveryRow.target_kind == kind, DeliveryRow.target_id == target_id)
-            for (kind, target_id), until in dict(self._held_back).items()
-            if until > now
-        ]
         # A paused connector's deliveries wait, in order, until it is resumed.
         paused = exists().where(
             and_(
@@ -188,53 +184,87 @@ class Dispatcher:
                 ConnectorRow.paused_until > now,
             )
         )
-        query = (
-            select(DeliveryRow.id, DeliveryRow.leased_by)
-            .where(
-                DeliveryRow.state == PENDING,
-                DeliveryRow.next_attempt_at <= now,
-                (DeliveryRow.lease_until.is_(None)) | (DeliveryRow.lease_until < now),
-                ~blocked,
-                ~paused,
-                *(~target for target in held_back),
-            )
-            .order_by(DeliveryRow.id)
-            .limit(limit)
-            .with_for_update(skip_locked=True, of=DeliveryRow)
+        claimable = (
+            DeliveryRow.state == PENDING,
+            DeliveryRow.next_attempt_at <= now,
+            (DeliveryRow.lease_until.is_(None)) | (DeliveryRow.lease_until < now),
+            ~blocked,
+            ~paused,
         )
+        # A target that answered 429 gets nothing more until its pause is over (this process's view).
+        held_back = tuple_(DeliveryRow.target_kind, DeliveryRow.target_id).not_in(
+            bindparam("held_back", expanding=True)
+        )
+
+        def claim(*more: Any) -> Select[int, str | None]:
+            return (
+                select(DeliveryRow.id, DeliveryRow.leased_by)
+                .where(*claimable, *more)
+                .order_by(DeliveryRow.id)
+                .limit(bindparam("limit"))
+                .with_for_update(skip_locked=True, of=DeliveryRow)
+            )
+
+        self._claim = claim()
+        self._claim_held_back = claim(held_back)
+        # Whether anything is there to claim, read without a write transaction (on SQLite, without the
+        # write turn every webhook and create waits for): most polls find nothing.
+        self._anything_due = select(DeliveryRow.id).where(*claimable).limit(1)
+        self._anything_due_held_back = select(DeliveryRow.id).where(*claimable, held_back).limit(1)
+        self._lease = (
+            update(DeliveryRow)
+            .where(DeliveryRow.id.in_(bindparam("ids", expanding=True)))
+            .values(lease_until=bindparam("lease_until", type_=UtcDateTime()), leased_by=bindparam("by"))
+        )
+        self._claimed = (
+            select(
+                DeliveryRow.id,
+                DeliveryRow.event_id,
+                EventRow.type,
+                EventRow.payload,
+                DeliveryRow.target_kind,
+                DeliveryRow.target_id,
+                DeliveryRow.ordering_key,
+                DeliveryRow.attempts,
+            )
+            .join(EventRow, EventRow.id == DeliveryRow.event_id)
+            .where(DeliveryRow.id.in_(bindparam("ids", expanding=True)))
+            .order_by(DeliveryRow.id)
+        )
+
+    def claim(self, limit: int) -> list[ClaimedDelivery]:
+        """Lease up to `limit` due deliveries, at most one per (target, ordering key)."""
+        now = utcnow()
+        held_back = [target for target, until in dict(self._held_back).items() if until > now]
+        parameters: dict[str, Any] = {"now": now, "limit": limit}
+        if held_back:
+            parameters["held_back"] = held_back
+        with self.db.read() as session:
+            due = self._anything_due_held_back if held_back else self._anything_due
+            if session.execute(due, parameters).first() is None:
+                return []
         with self.db.write() as session:
-            found = session.execute(query).all()
+            query = self._claim_held_back if held_back else self._claim
+            found = session.execute(query, parameters).all()
             if not found:
                 return []
             ids = [delivery_id for delivery_id, _ in found]
             reclaimed = {delivery_id for delivery_id, leased_by in found if leased_by is not None}
-            session.execute(
-                update(DeliveryRow)
-                .where(DeliveryRow.id.in_(ids))
-                .values(
-                    lease_until=now + timedelta(seconds=self.attempt_timeout + self.lease_seconds),
-                    leased_by=self.worker_id,
-                )
-            )
-            rows = session.execute(
-                select(DeliveryRow, EventRow)
-                .join(EventRow, EventRow.id == DeliveryRow.event_id)
-                .where(DeliveryRow.id.in_(ids))
-                .order_by(DeliveryRow.id)
-            ).all()
+            lease_until = now + timedelta(seconds=self.attempt_timeout + self.lease_seconds)
+            session.execute(self._lease, {"ids": ids, "lease_until": lease_until, "by": self.worker_id})
             return [
                 ClaimedDelivery(
-                    id=d.id,
-                    event_id=e.id,
-                    event_type=e.type,
-                    payload=e.payload,
-                    target_kind=d.target_kind,
-                    target_id=d.target_id,
-                    ordering_key=d.ordering_key,
-                    attempts=d.attempts,
-                    reclaimed=d.id in reclaimed,
+                    id=row.id,
+                    event_id=row.event_id,
+                    event_type=row.type,
+                    payload=row.payload,
+                    target_kind=row.target_kind,
+                    target_id=row.target_id,
+                    ordering_key=row.ordering_key,
+                    attempts=row.attempts,
+                    reclaimed=row.id in reclaimed,
                 )
-                for d, e in rows
+                for row in session.execute(self._claimed, {"ids": ids})
             ]
 
     def _extend_lease(self, delivery_id: int, seconds: float) -> None:
