@@ -1316,20 +1316,21 @@ def main() -> None:
     runs: list[Run] = []
     with tempfile.TemporaryDirectory(prefix="bench-propagation-") as tmp:
         workdir = Path(tmp)
-        with vendors(workdir, args.latency_ms) as v:
-            print(f"PagerDuty sandbox {v.pd.url}, Jira sandbox {v.jira.url}", flush=True)
-            if not args.certifi_webhooks:
-                # Read by httpx when the sandboxes' webhook sender makes its client (see the docstring).
-                os.environ["SSL_CERT_FILE"] = str(v.pd.ca_bundle)
-            for rate in rates:
+        servers = {"hub": dbs, "relay": ["-"], "both": [*dbs, "-"]}[args.target]  # "-": the relay
+        for rate, db in [(rate, db) for rate in rates for db in servers]:
+            # Fresh sandboxes for every server: a hub's reconciler (its first pass looks back an hour) would
+            # take the objects an earlier run left in them for changes it missed, and import them.
+            label = f"{'relay' if db == '-' else f'hub-{db}'}-{rate:g}"
+            with vendors(workdir / f"vendors-{label}", args.latency_ms) as v:
+                print(f"PagerDuty sandbox {v.pd.url}, Jira sandbox {v.jira.url}", flush=True)
+                if not args.certifi_webhooks:
+                    # Read by httpx when the sandboxes' webhook sender makes its client (see the docstring).
+                    os.environ["SSL_CERT_FILE"] = str(v.pd.ca_bundle)
                 options = replace(base, rate=rate)
-                if args.target in ("hub", "both"):
-                    for db in dbs:
-                        runs.append(
-                            run_hub(v, db, workdir / f"hub-{db}-{rate:g}", options, args.postgres_url)
-                        )
-                if args.target in ("relay", "both"):
-                    runs.append(run_relay(v, workdir / f"relay-{rate:g}", options))
+                if db == "-":
+                    runs.append(run_relay(v, workdir / label, options))
+                else:
+                    runs.append(run_hub(v, db, workdir / label, options, args.postgres_url))
     print()
     print(summary(runs, info, base))
     if args.json:
