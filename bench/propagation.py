@@ -107,7 +107,15 @@ from incident_hub.sandbox.jira import SERVICE_ACCOUNT_ID, jira_sandbox
 from incident_hub.sandbox.jira.model import JiraState
 from incident_hub.sandbox.pagerduty import HUB_EMAIL, HUB_USER_ID, RESPONDER_ID, SERVICE_ID, pagerduty_sandbox
 from incident_hub.sandbox.pagerduty.state import PagerDutyState
-from incident_hub.store.tables import DeliveryAttemptRow, DeliveryRow, EventRow, ExternalRefRow, InboxRow
+from incident_hub.store.tables import (
+    DeliveryAttemptRow,
+    DeliveryRow,
+    EventRow,
+    ExternalRefRow,
+    InboxRow,
+    ReconciliationRunRow,
+    TimelineRow,
+)
 
 JIRA_EMAIL = "hub@example.com"
 TARGET_P99_MS = 250.0
@@ -565,6 +573,7 @@ def hub_stages(url: str, changes: list[Change], v: Vendors) -> dict[str, Any]:
                 attempts[a.delivery_id].append(a)
             every = [d for rows in deliveries.values() for d, _ in rows]
             inbox_rows = list(inbox.values())
+            write_back = _write_back(session, [pair for rows in deliveries.values() for pair in rows])
     finally:
         engine.dispose()
     stages: dict[str, list[float]] = {name: [] for name, _ in STAGES}
@@ -613,7 +622,53 @@ def hub_stages(url: str, changes: list[Change], v: Vendors) -> dict[str, Any]:
             1 for d in jira_deliveries if d.state == "delivered" and d.last_status_code is None
         ),
         "delivery_attempts": sum(len(a) for a in attempts.values()),
+        "write_back": write_back,
     }
+
+
+def _said_from(message: str) -> str:
+    """The connector a status change names (`…: from jira`), or "-"."""
+    found = re.search(r"from (\w+)$", message)
+    return found.group(1) if found else "-"
+
+
+def _write_back(session: Session, deliveries: list[tuple[DeliveryRow, EventRow]]) -> dict[str, Any]:
+    """What made the hub queue deliveries to the source (PagerDuty): every change in this benchmark comes
+    from PagerDuty, so any hub change with another origin (Jira, or none) is news the hub should not have
+    found. Per delivery: the event, and the timeline rows of its incident written with it."""
+    to_source = [(d, e) for d, e in deliveries if d.target_id == "pagerduty"]
+    incidents = {e.incident_id for _, e in to_source if e.incident_id}
+    timeline: dict[str, list[TimelineRow]] = defaultdict(list)
+    if incidents:
+        for t in session.scalars(
+            select(TimelineRow).where(TimelineRow.incident_id.in_(incidents)).order_by(TimelineRow.id)
+        ):
+            timeline[t.incident_id].append(t)
+    causes: Counter[str] = Counter()
+    sample: list[str] = []
+    for _, e in to_source:
+        near = [
+            t
+            for t in timeline.get(e.incident_id or "", [])
+            if abs((t.timestamp - e.created_at).total_seconds()) < 0.5 and t.origin_connector != "pagerduty"
+        ]
+        body = e.payload.get(e.type) or {}
+        changed = sorted((body.get("changes") or {}).keys()) if isinstance(body, dict) else []
+        origin = ",".join(sorted({t.origin_connector or _said_from(t.message) for t in near})) or "?"
+        causes[f"{e.type} {changed} origin {origin}"] += 1
+        if len(sample) < 8:
+            sample.append(
+                f"{e.created_at:%H:%M:%S.%f} {e.incident_id} {e.type} {changed}: "
+                + " | ".join(f"{t.origin_connector} {t.author}: {t.message[:80]}" for t in near)
+            )
+    runs = [
+        f"{r.connector_id} {r.kind} {r.started_at:%H:%M:%S}-{r.ended_at:%H:%M:%S} examined {r.examined} "
+        f"repaired {r.drift_repaired}"
+        for r in session.scalars(select(ReconciliationRunRow).order_by(ReconciliationRunRow.id))
+        if r.ended_at is not None
+    ]
+    causes_seen = dict(causes.most_common())
+    return {"deliveries": len(to_source), "causes": causes_seen, "sample": sample, "runs": runs}
 
 
 # ---- one run ----------------------------------------------------------------------------------------
@@ -949,6 +1004,8 @@ def print_run(run: Run) -> None:
         f"      {c['jira_gets_per_change']:.2f} GETs {c['jira_get_kinds']}",
         f"    PagerDuty API calls by the server: {c['pagerduty_writes']} writes (echoes), "
         f"{c['pagerduty_gets']} GETs; vendor errors {c['vendor_errors']} {c['vendor_error_sample']}",
+        f"    write-back to source: {c['pagerduty_writes']} (writes to PagerDuty, where every change comes "
+        "from: must be 0)",
         f"    webhooks sent: PagerDuty {c['pagerduty_webhooks']}, Jira {c['jira_webhooks']}, not accepted "
         f"{c['webhooks_failed']} {c['webhook_failure_sample']}",
         f"    Jira showed {r['shown_rate']:.1f} changes/s during the window\n"
@@ -969,6 +1026,10 @@ def print_run(run: Run) -> None:
             f"    hub deliveries: {hub['deliveries']}, to Jira per change "
             f"{hub['jira_deliveries_per_change']:.2f} ({hub['jira_deliveries_without_call']} made no call), "
             f"attempts {hub['delivery_attempts']}",
+            f"    hub deliveries to PagerDuty (write-back): {hub['write_back']['deliveries']} "
+            f"{hub['write_back']['causes']}",
+            *(f"      {line}" for line in hub["write_back"]["sample"]),
+            *(f"      reconciled: {line}" for line in hub["write_back"]["runs"]),
             f"    hub inbox, PagerDuty: {hub['inbox']['pagerduty']}",
             f"    hub inbox, Jira: {hub['inbox']['jira']} (rows retried: {hub['inbox_retried']})",
             f"    hub log: {r['hub_log']['count'] or 'no'} warnings and errors",
@@ -1064,7 +1125,7 @@ def summary(runs: list[Run], info: dict[str, str], options: Options) -> str:
                 f"p99 < {TARGET_P99_MS:g} ms {'met' if p99 < TARGET_P99_MS else 'MISSED'} ({_ms(p99)} ms)",
                 f"Jira writes per change {TARGET_CALLS:.2f} "
                 f"{'met' if abs(calls - TARGET_CALLS) < 0.005 else 'MISSED'} ({calls:.2f})",
-                f"echoes 0 {'met' if echoes == 0 else 'MISSED'} ({echoes})",
+                f"write-back to source: {echoes} ({'met' if echoes == 0 else 'MISSED'}: must be 0)",
                 f"lost {r['lost']}",
             ]
             lines.append(f"{DB_NAMES[run.db]} hub at {run.rate:g}/s: " + "; ".join(verdicts))
@@ -1097,6 +1158,19 @@ def json_rows(runs: list[Run]) -> list[dict[str, Any]]:
                 False,
                 f"baseline: the bare relay's p99; lost {r['lost']}, {r['shown_rate']:.1f} changes/s shown",
             )
+        )
+        write_back = r["calls"]["pagerduty_writes"]
+        rows.append(
+            _row(
+                f"write-back to source at {run.rate:g} changes/s, {run.db}",
+                write_back,
+                "writes",
+                0.0,
+                None,
+                False,
+                "writes to PagerDuty, where every change comes from (there must be none)",
+            )
+            | {"met": write_back == 0}
         )
         full = [w for w in r.get("lag", []) if w["changes"] >= 0.8 * run.rate * (r.get("window") or 10)]
         if len(full) >= 2:
@@ -1242,20 +1316,21 @@ def main() -> None:
     runs: list[Run] = []
     with tempfile.TemporaryDirectory(prefix="bench-propagation-") as tmp:
         workdir = Path(tmp)
-        with vendors(workdir, args.latency_ms) as v:
-            print(f"PagerDuty sandbox {v.pd.url}, Jira sandbox {v.jira.url}", flush=True)
-            if not args.certifi_webhooks:
-                # Read by httpx when the sandboxes' webhook sender makes its client (see the docstring).
-                os.environ["SSL_CERT_FILE"] = str(v.pd.ca_bundle)
-            for rate in rates:
+        servers = {"hub": dbs, "relay": ["-"], "both": [*dbs, "-"]}[args.target]  # "-": the relay
+        for rate, db in [(rate, db) for rate in rates for db in servers]:
+            # Fresh sandboxes for every server: a hub's reconciler (its first pass looks back an hour) would
+            # take the objects an earlier run left in them for changes it missed, and import them.
+            label = f"{'relay' if db == '-' else f'hub-{db}'}-{rate:g}"
+            with vendors(workdir / f"vendors-{label}", args.latency_ms) as v:
+                print(f"PagerDuty sandbox {v.pd.url}, Jira sandbox {v.jira.url}", flush=True)
+                if not args.certifi_webhooks:
+                    # Read by httpx when the sandboxes' webhook sender makes its client (see the docstring).
+                    os.environ["SSL_CERT_FILE"] = str(v.pd.ca_bundle)
                 options = replace(base, rate=rate)
-                if args.target in ("hub", "both"):
-                    for db in dbs:
-                        runs.append(
-                            run_hub(v, db, workdir / f"hub-{db}-{rate:g}", options, args.postgres_url)
-                        )
-                if args.target in ("relay", "both"):
-                    runs.append(run_relay(v, workdir / f"relay-{rate:g}", options))
+                if db == "-":
+                    runs.append(run_relay(v, workdir / label, options))
+                else:
+                    runs.append(run_hub(v, db, workdir / label, options, args.postgres_url))
     print()
     print(summary(runs, info, base))
     if args.json:
@@ -1270,6 +1345,10 @@ def main() -> None:
         args.json.write_text(json.dumps(payload, indent=2, default=str))
     if args.json_out:
         args.json_out.write_text(json.dumps(json_rows(runs), indent=2))
+    written_back = {run.label: run.result["calls"]["pagerduty_writes"] for run in runs}
+    if any(written_back.values()):
+        print(f"FAILED: write-back to source: {sum(written_back.values())} {written_back}", file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

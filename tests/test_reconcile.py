@@ -6,7 +6,9 @@ import asyncio
 import math
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
@@ -214,6 +216,40 @@ def test_pagerduty_and_jira_changes_whose_webhooks_were_lost_are_applied_by_one_
     assert hub.writes_about("pagerduty", acked["id"]) == []
     assert hub.writes_about("jira", renamed["id"]) == []
     assert [hub.reconcile(name)["drift_repaired"] for name in ("pagerduty", "jira")] == [0, 0]
+
+
+def test_a_jira_snapshot_read_before_our_push_landed_is_not_written_back_to_pagerduty(
+    database_url: str, tmp_path: Path
+) -> None:
+    # A budget of 0.2 Jira calls/s: the pass reads its page, then waits ~5 s for a token before applying
+    # it, as a pass on a busy machine applies a page long after reading it.
+    settings = quiet_settings(database_url, tmp_path, reconcile_rate_fraction=0.02)
+    with ExitStack() as stack:
+        hub = start(stack, settings, tmp_path, ("pagerduty", "jira"))
+        incident = hub.create_pushed_incident("Checkout 5xx")
+        pagerduty, jira = hub.world["pagerduty"], hub.world["jira"]
+        # The echo of our push comes late (a busy webhook sender): nothing tells the hub Jira's new time.
+        jira.sandbox.state.knobs.webhooks_enabled = False
+        hub.clear_ledgers()
+
+        def searched() -> list[LedgerEntry]:
+            return [e for e in jira.ledger.entries(direction="in") if "/search" in e.path]
+
+        with ThreadPoolExecutor(1) as pool:
+            running = pool.submit(hub.reconcile, "jira")
+            wait_until(searched)
+            pagerduty.acknowledge(hub.ref(incident["id"], "pagerduty")["external_id"])
+            wait_until(lambda: jira.status(hub.ref(incident["id"], "jira")["external_id"]) == "working")
+            hub.settle()
+            run = running.result(timeout=60)
+        hub.settle()
+
+        moved = [e for e in jira.ledger.writes() if e.path.endswith("/transitions")]
+        assert moved and searched()[0].seq < moved[0].seq, "the pass must read before our push lands"
+        assert moved[0].at < datetime.fromisoformat(run["ended_at"]), "...and apply after it"
+        assert hub.incident(incident["id"])["status"] == "ACKNOWLEDGED"
+        assert [e for e in pagerduty.ledger.entries(direction="in") if e.method != "GET"] == []
+        assert run["drift_repaired"] == 0
 
 
 def test_objects_opened_while_webhooks_were_lost_become_incidents_once(two: Hubside) -> None:

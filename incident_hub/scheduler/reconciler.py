@@ -77,6 +77,9 @@ class PassAborted(Exception):
 
 @dataclass
 class Tally:
+    # Every vendor read of the pass is made after this: a snapshot is not applied to an object the hub
+    # wrote to since (apply.py).
+    read_at: datetime = field(default_factory=utcnow)
     examined: int = 0
     drift_found: int = 0
     drift_repaired: int = 0
@@ -97,12 +100,19 @@ class Tally:
         self.errors.append(f"{what}: {type(error).__name__}: {error}"[:1000])
 
 
-def apply_change(db: Database, applier: Applier, change: ExternalChange, mapping: MappingDocument) -> Outcome:
-    """Apply one vendor snapshot in its own transaction, as the inbox applies a webhook."""
+def apply_change(
+    db: Database,
+    applier: Applier,
+    change: ExternalChange,
+    mapping: MappingDocument,
+    read_at: datetime | None = None,
+) -> Outcome:
+    """Apply one vendor snapshot, read from the vendor at or after `read_at`, in its own transaction, as
+    the inbox applies a webhook."""
     for attempt in range(2):
         try:
             with db.write() as session:
-                outcome = applier.apply(session, change, mapping)
+                outcome = applier.apply(session, change, mapping, read_at)
             break
         except LinkRace:
             # A webhook about the same new object linked it meanwhile: applied again, it finds the link.
@@ -404,7 +414,9 @@ class Reconciler:
 
     async def _reconcile(self, change: ExternalChange, mapping: MappingDocument, tally: Tally) -> None:
         try:
-            outcome = await asyncio.to_thread(apply_change, self.db, self.applier, change, mapping)
+            outcome = await asyncio.to_thread(
+                apply_change, self.db, self.applier, change, mapping, tally.read_at
+            )
         except Exception as error:
             tally.failed(change.external_key or change.external_id, error)
             log.exception(

@@ -4,7 +4,9 @@ Order of the checks, each naming the failure it prevents:
 1. link: find the incident through the external ref; a vendor object that carries our incident id is our
    own create coming back, and is linked, never duplicated;
 2. stale: a change older than the last vendor timestamp seen for the object is dropped (webhooks and the
-   reconciler can deliver out of order; the later vendor timestamp wins, never a clock of ours);
+   reconciler can deliver out of order; the later vendor timestamp wins, never a clock of ours); so is a
+   snapshot of an object the hub wrote to after it was read (its write may not be in the snapshot, and a
+   vendor that answers a write with no timestamp leaves nothing to compare until the write's webhook);
 3. echo, by actor: a change made by the connector's own account is the echo of our write (this also
    catches the intermediate workflow hops a vendor makes on its way to the status we asked for);
 4. echo, by value: vendor fields equal to what we last wrote are not news;
@@ -20,7 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -33,7 +35,13 @@ from incident_hub.incidents import IncidentService
 from incident_hub.mapping.document import MappingDocument
 from incident_hub.mapping.translate import CanonicalPatch, to_canonical, to_vendor
 from incident_hub.model import IllegalTransition, Incident, Status, TimelineType
-from incident_hub.store.tables import ExternalRefRow, IncidentRow, TimelineRow, UnmappedValueRow
+from incident_hub.store.tables import (
+    DeliveryRow,
+    ExternalRefRow,
+    IncidentRow,
+    TimelineRow,
+    UnmappedValueRow,
+)
 from incident_hub.sync.in_doubt import record_duplicate
 from incident_hub.sync.refs import insert_ref, ref_for
 
@@ -59,15 +67,28 @@ class Applier:
         self.incidents = incidents
         self.owners = owners
 
-    def apply(self, session: Session, change: ExternalChange, mapping: MappingDocument) -> Outcome:
-        """Apply `change` inside `session` (the caller commits)."""
+    def apply(
+        self,
+        session: Session,
+        change: ExternalChange,
+        mapping: MappingDocument,
+        read_at: datetime | None = None,
+    ) -> Outcome:
+        """Apply `change` inside `session` (the caller commits). `read_at`: when the vendor was asked for
+        the snapshot `change` (it is dropped if the hub wrote to the object since)."""
         session.info[events.ORIGIN] = change.connector_id
         try:
-            return self._apply(session, change, mapping)
+            return self._apply(session, change, mapping, read_at)
         finally:
             session.info.pop(events.ORIGIN, None)
 
-    def _apply(self, session: Session, change: ExternalChange, mapping: MappingDocument) -> Outcome:
+    def _apply(
+        self,
+        session: Session,
+        change: ExternalChange,
+        mapping: MappingDocument,
+        read_at: datetime | None = None,
+    ) -> Outcome:
         ref = session.scalar(
             select(ExternalRefRow)
             .where(
@@ -77,7 +98,7 @@ class Applier:
             .with_for_update()
         )
         if ref is None:
-            return self._first_sight(session, change, mapping)
+            return self._first_sight(session, change, mapping, read_at)
         ref.external_key = change.external_key or ref.external_key
         ref.url = change.url or ref.url
         if change.kind is ChangeKind.NOTE:
@@ -88,6 +109,11 @@ class Applier:
             incident = self.incidents.get_in(session, ref.incident_id)
             added = self._apply_note(session, incident.id, change)
             return Outcome("applied" if added else "noop", ref.incident_id)
+        if read_at is not None and _written_since(session, ref, read_at):
+            # Read before our write landed, applied after it was stored: its old values would look like
+            # news, be applied as this vendor's and be pushed to every other vendor. The write moves the
+            # object's vendor time, so the next incremental pass reads it again.
+            return Outcome("stale", ref.incident_id, f"the hub wrote to it after it was read at {read_at}")
         seen = ref.last_vendor_timestamp
         # Compared at the change's resolution (at least the millisecond): a vendor's webhooks may carry
         # finer times than its API's objects (PagerDuty: milliseconds in webhooks, whole seconds over REST;
@@ -128,7 +154,9 @@ class Applier:
             return Outcome("echo" if not news and change.note is None else "noop", ref.incident_id)
         return Outcome("applied", ref.incident_id)
 
-    def _first_sight(self, session: Session, change: ExternalChange, mapping: MappingDocument) -> Outcome:
+    def _first_sight(
+        self, session: Session, change: ExternalChange, mapping: MappingDocument, read_at: datetime | None
+    ) -> Outcome:
         if change.hub_incident_id is not None:
             row = session.get(IncidentRow, change.hub_incident_id)
             if row is not None:
@@ -139,7 +167,7 @@ class Applier:
                 held = ref_for(session, row.id, change.connector_id)
                 if held is not None and held.external_id == change.external_id:
                     # The push that made the object recorded the link first: apply as to any linked one.
-                    return self._apply(session, change, mapping)
+                    return self._apply(session, change, mapping, read_at)
                 if held is not None and self._fires_again(session, row, change):
                     return self._take_over(session, held, change, mapping)
                 if held is not None and change.reopen_window_seconds is None:
@@ -343,6 +371,25 @@ class Applier:
 
 
 _MISSING = object()
+
+
+def _written_since(session: Session, ref: ExternalRefRow, read_at: datetime) -> bool:
+    """The hub is writing to `ref`'s object, or wrote to it (a vendor call made) at or after `read_at`."""
+    found = session.scalar(
+        select(DeliveryRow.id)
+        .where(
+            DeliveryRow.target_kind == events.CONNECTOR,
+            DeliveryRow.target_id == ref.connector_id,
+            DeliveryRow.ordering_key == ref.incident_id,
+            or_(
+                # Claimed: the write may have landed and its ref been stored, the delivery not yet marked.
+                DeliveryRow.lease_until.is_not(None),
+                (DeliveryRow.delivered_at >= read_at) & DeliveryRow.last_status_code.is_not(None),
+            ),
+        )
+        .limit(1)
+    )
+    return found is not None
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
