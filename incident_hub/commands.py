@@ -6,10 +6,9 @@ Lifecycle timestamps are not here: status moves set them.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Self
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, HttpUrl, StrictBool, model_validator
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, StrictBool, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
 from incident_hub.model import (
@@ -20,19 +19,9 @@ from incident_hub.model import (
     Severity,
     Status,
     Summary,
+    Timestamp,
     merge_services,
 )
-
-
-def _not_a_number(value: object) -> object:
-    # Pydantic would read 0 as 1970-01-01: a time must be written as one (RFC 3339).
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        raise ValueError("a time is an RFC 3339 string, e.g. 2026-12-07T10:00:00Z, not a number")
-    return value
-
-
-# A time given by a caller: an RFC 3339 string or a datetime, never a number.
-Timestamp = Annotated[datetime, BeforeValidator(_not_a_number)]
 
 
 class _Command(BaseModel):

@@ -11,6 +11,7 @@ import httpx
 from prometheus_client import CollectorRegistry
 
 from incident_hub.api.auth import ApiKeys
+from incident_hub.api.throttle import FailureThrottle
 from incident_hub.audit import AuditLog
 from incident_hub.connectors.base import ConnectorError
 from incident_hub.connectors.registry import ConnectorRegistry, unreadable_secrets
@@ -39,7 +40,11 @@ class Hub:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.db = Database(settings.resolved_database_url())
-        self.api_keys = ApiKeys(self.db, settings.api_key_cache_seconds)
+        self.api_keys = ApiKeys(
+            self.db,
+            settings.api_key_cache_seconds,
+            FailureThrottle(settings.auth_failure_burst, settings.auth_failure_refill_per_second),
+        )
         self.http = httpx.AsyncClient(timeout=settings.delivery_timeout_seconds, follow_redirects=False)
         self.retry_policy = RetryPolicy(
             max_attempts=settings.delivery_max_attempts,

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
 
 
 class Severity(StrEnum):
@@ -244,7 +244,8 @@ ServiceInput = Annotated[
                     "type": "object",
                     "properties": {
                         "name": {"type": "string", "minLength": 1, "maxLength": 200},
-                        "impact": {"enum": [impact.value for impact in Impact]},
+                        # null, like leaving it out: the impact the incident already lists, else degraded.
+                        "impact": {"enum": [*(impact.value for impact in Impact), None]},
                     },
                     "required": ["name"],
                     "additionalProperties": False,
@@ -303,11 +304,22 @@ class Roles(_Model):
     comms_lead: str | None = None
 
 
+def _not_a_number(value: object) -> object:
+    # Pydantic would read 0 as 1970-01-01: a time must be written as one (RFC 3339).
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        raise ValueError("a time is an RFC 3339 string, e.g. 2026-12-07T10:00:00Z, not a number")
+    return value
+
+
+# A time given by a caller: an RFC 3339 string or a datetime, never a number.
+Timestamp = Annotated[datetime, BeforeValidator(_not_a_number)]
+
+
 class ResolutionStep(_Model):
     step_number: int = Field(ge=1, examples=[1])
     action_taken: str = Field(min_length=1, examples=["Rolled back deploy 2026.11.24-3"])
     performed_by: str | None = Field(default=None, examples=["bob"])
-    timestamp: datetime
+    timestamp: Timestamp
 
 
 class AutomatedResponse(_Model):
@@ -315,7 +327,7 @@ class AutomatedResponse(_Model):
     action_type: str = Field(min_length=1, examples=["restart_service"])
     details: dict[str, Any] = Field(default_factory=dict, examples=[{"service": "checkout-api"}])
     execution_status: ExecutionStatus = ExecutionStatus.PENDING
-    executed_at: datetime | None = None
+    executed_at: Timestamp | None = None
 
 
 class Summary(_Model):

@@ -135,6 +135,15 @@ class Settings(BaseSettings):
         default=100, ge=1, le=1000, description="Links read per database page in a full sweep."
     )
 
+    auth_failure_burst: int = Field(
+        default=10,
+        ge=1,
+        description="Failed authentications (bad API keys, refused admin logins) one client address may "
+        "make before it is answered 429.",
+    )
+    auth_failure_refill_per_second: float = Field(
+        default=0.5, gt=0, description="How fast a throttled address earns another attempt."
+    )
     api_key_cache_seconds: float = Field(
         default=30.0, description="How long a verified API key is trusted before it is checked again."
     )

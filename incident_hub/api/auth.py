@@ -90,7 +90,7 @@ class ApiKeys:
         self.db = db
         self.cache_seconds = cache_seconds
         # Failed attempts per client address (API and admin login share it).
-        self.failures = failures or FailureThrottle()
+        self.failures = failures if failures is not None else FailureThrottle()
         self._cache: dict[str, tuple[float, Principal]] = {}
         self._lock = threading.Lock()
 

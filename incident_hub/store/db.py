@@ -61,8 +61,9 @@ class Database:
         self.write_failure = None
 
     def probe_write(self) -> str | None:
-        """Whether writes work, by a write that needs a new page of the database (a table created and
-        rolled back: rewriting a row in place would succeed on a full disk); why not, or None."""
+        """Whether writes work, by a write that needs new pages of the database (a table created and
+        filled with 64 KiB, rolled back: rewriting a row in place would succeed on a full disk); why
+        not, or None."""
         try:
             with (
                 self._write_turn or contextlib.nullcontext(),
@@ -70,6 +71,12 @@ class Database:
                 connection.begin() as transaction,
             ):
                 connection.exec_driver_sql("CREATE TABLE incident_hub_write_probe (filler TEXT)")
+                # Room for a few incidents, not just one page: a full file may still have a page free.
+                connection.exec_driver_sql(
+                    "INSERT INTO incident_hub_write_probe VALUES (zeroblob(65536))"
+                    if self.is_sqlite
+                    else "INSERT INTO incident_hub_write_probe VALUES (repeat('x', 65536))"
+                )
                 transaction.rollback()
         except Exception as error:
             why = unavailable(error) or type(error).__name__
