@@ -132,3 +132,30 @@ def settle(hub: Any, ledgers: Any = (), quiet: float = 0.25, timeout: float = 20
         wait_until(drained, timeout)
         time.sleep(quiet)
     wait_until(drained, timeout)
+
+
+# What each connector kind needs besides its id, URL and secrets, for tests that only take its webhooks.
+WEBHOOK_ONLY_OPTIONS: dict[str, dict[str, Any]] = {
+    "pagerduty": {"from_email": "hub@example.com", "service_id": "PSVC", "hub_user_id": "PHUBUSER"},
+    "jira": {"email": "hub@example.com", "project_key": "OPS"},
+    "opsgenie": {},
+    "servicenow": {"username": "hub"},
+}
+
+
+def put_webhook_connector(api: Any, monkeypatch: Any, kind: str, secret: str) -> None:
+    """Configure connector `kind` (id = kind) through the API with `secret` as its webhook secret; its
+    vendor is never called (the URL is unreachable)."""
+    prefix = f"TEST_{kind.upper()}"
+    monkeypatch.setenv(f"{prefix}_TOKEN", "token")
+    monkeypatch.setenv(f"{prefix}_WEBHOOK_SECRET", secret)
+    config = {
+        "id": kind,
+        "kind": kind,
+        "base_url": f"https://{kind}.invalid",
+        "credentials": {"env": f"{prefix}_TOKEN"},
+        "webhook_secret": {"env": f"{prefix}_WEBHOOK_SECRET"},
+        "options": WEBHOOK_ONLY_OPTIONS[kind],
+    }
+    answer = api.put(f"/api/v1/connectors/{kind}", json=config)
+    assert answer.status_code == 200, answer.text

@@ -125,13 +125,23 @@ def test_a_429_storm_pauses_the_connector_and_never_opens_the_breaker(
 def test_a_broken_vendor_still_opens_the_breaker(hub: Hub, tmp_path: Path, fake_clock: FakeClock) -> None:
     with ExitStack() as stack:
         side = connected(stack, hub, tmp_path, "pagerduty")["pagerduty"]
-        side.sandbox.state.knobs.fail_next = [503] * 10
+        # More 503s than the test can use: no call succeeds (a success would reset the count). Three in a
+        # row open it here: with four attempts per delivery, how two deliveries' retries and in-doubt
+        # looks interleave decides whether a fifth failure comes before both are dead.
+        side.sandbox.state.knobs.fail_next = [503] * 50
+        hub.connectors.failure_threshold = 3
         open_incidents(hub, 2)
 
-        drain(hub)
+        # Retries wait out their (jittered) back-off and in-doubt looks their schedule: let the clock run
+        # until the fifth failure in a row, not for one round only.
+        for _ in range(40):
+            drain(hub)
+            if hub.connectors.state("pagerduty").paused_until is not None:
+                break
+            fake_clock.advance(30)
 
         state = hub.connectors.state("pagerduty")
-        assert state.paused_until is not None and "5 failures in a row" in (state.pause_reason or "")
+        assert state.paused_until is not None and "3 failures in a row" in (state.pause_reason or "")
         assert creates(side) == []
 
 

@@ -13,6 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from incident_hub.signing import sign_sha256
+from tests.support import put_webhook_connector
 
 SECRET = "pagerduty-webhook-secret-for-ingress"
 MIB = 1024 * 1024
@@ -20,18 +21,7 @@ MIB = 1024 * 1024
 
 @pytest.fixture
 def pagerduty_hub(api: TestClient, monkeypatch: pytest.MonkeyPatch) -> TestClient:
-    monkeypatch.setenv("INGRESS_PAGERDUTY_TOKEN", "token")
-    monkeypatch.setenv("INGRESS_PAGERDUTY_SECRET", SECRET)
-    config = {
-        "id": "pagerduty",
-        "kind": "pagerduty",
-        "base_url": "https://pagerduty.invalid",
-        "credentials": {"env": "INGRESS_PAGERDUTY_TOKEN"},
-        "webhook_secret": {"env": "INGRESS_PAGERDUTY_SECRET"},
-        "options": {"from_email": "hub@example.com", "service_id": "PSVC", "hub_user_id": "PHUBUSER"},
-    }
-    answer = api.put("/api/v1/connectors/pagerduty", json=config)
-    assert answer.status_code == 200, answer.text
+    put_webhook_connector(api, monkeypatch, "pagerduty", SECRET)
     return api
 
 

@@ -14,7 +14,7 @@ from incident_hub.api.auth import Scope
 from incident_hub.hub import Hub
 from incident_hub.store.tables import InboxRow, WebhookRejectionRow
 from tests.conftest import key_for
-from tests.support import VENDOR
+from tests.support import VENDOR, put_webhook_connector
 
 SECRET = "og-shared-secret-4417-never-stored"
 ESCALATE = VENDOR / "opsgenie" / "webhook-examples" / "zulip-fixtures" / "escalate.json"
@@ -22,16 +22,7 @@ ESCALATE = VENDOR / "opsgenie" / "webhook-examples" / "zulip-fixtures" / "escala
 
 @pytest.fixture
 def opsgenie_hub(api: TestClient, monkeypatch: pytest.MonkeyPatch) -> TestClient:
-    monkeypatch.setenv("STORED_OG_KEY", "key")
-    monkeypatch.setenv("STORED_OG_SECRET", SECRET)
-    config = {
-        "id": "opsgenie",
-        "kind": "opsgenie",
-        "base_url": "https://api.opsgenie.invalid",
-        "credentials": {"env": "STORED_OG_KEY"},
-        "webhook_secret": {"env": "STORED_OG_SECRET"},
-    }
-    assert api.put("/api/v1/connectors/opsgenie", json=config).status_code == 200
+    put_webhook_connector(api, monkeypatch, "opsgenie", SECRET)
     return api
 
 

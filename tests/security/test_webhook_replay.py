@@ -9,7 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from incident_hub.sandbox.jira.webhooks import IDENTIFIER_HEADER, sign
-from tests.support import VENDOR
+from tests.support import VENDOR, put_webhook_connector
 
 SECRET = "jira-webhook-secret-for-replay"
 EXAMPLES = VENDOR / "jira" / "webhook-examples" / "mattermost-plugin-jira"
@@ -17,17 +17,7 @@ EXAMPLES = VENDOR / "jira" / "webhook-examples" / "mattermost-plugin-jira"
 
 @pytest.fixture
 def jira_hub(api: TestClient, monkeypatch: pytest.MonkeyPatch) -> TestClient:
-    monkeypatch.setenv("REPLAY_JIRA_TOKEN", "token")
-    monkeypatch.setenv("REPLAY_JIRA_SECRET", SECRET)
-    config = {
-        "id": "jira",
-        "kind": "jira",
-        "base_url": "https://jira.invalid",
-        "credentials": {"env": "REPLAY_JIRA_TOKEN"},
-        "webhook_secret": {"env": "REPLAY_JIRA_SECRET"},
-        "options": {"email": "hub@example.com", "project_key": "OPS"},
-    }
-    assert api.put("/api/v1/connectors/jira", json=config).status_code == 200, api.get("/").text
+    put_webhook_connector(api, monkeypatch, "jira", SECRET)
     return api
 
 
