@@ -18,6 +18,8 @@ from incident_hub.hub import Hub
 from incident_hub.settings import Settings
 from tests.support import Receiver
 
+pytest_plugins = ["tests.security.secret_watch"]
+
 POSTGRES_URL = os.environ.get("INCIDENT_HUB_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
