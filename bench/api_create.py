@@ -52,6 +52,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from report import row
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
@@ -601,34 +602,9 @@ def report_rows(runs: list[Run], options: Options, info: dict[str, str]) -> list
     rows: list[dict[str, Any]] = []
     context = f"commit {info['commit']}, load average {info['loadavg']}"
 
-    def row(
-        what: str,
-        measured: float,
-        unit: str,
-        *,
-        target: float | None = None,
-        baseline: float | None = None,
-        higher_is_better: bool = False,
-        met: bool | None = None,
-        note: str = "",
-        ratio: float | None = None,
-    ) -> None:
-        if ratio is None and baseline:
-            ratio = measured / baseline
-        rows.append(
-            {
-                "benchmark": "api_create",
-                "what": what,
-                "measured": measured,
-                "unit": unit,
-                "target": target,
-                "baseline": baseline,
-                "ratio": ratio,
-                "higher_is_better": higher_is_better,
-                "met": met,
-                "note": f"{note}; {context}" if note else context,
-            }
-        )
+    def add(what: str, measured: float, unit: str, *, note: str = "", **figures: Any) -> None:
+        note = f"{note}; {context}" if note else context
+        rows.append(row("api_create", what, measured, unit, note=note, **figures))
 
     for db, name in DB_NAMES.items():
         by_target, _ = _chosen(runs, db)
@@ -636,7 +612,7 @@ def report_rows(runs: list[Run], options: Options, info: dict[str, str]) -> list
         if hub is None:
             continue
         ratio = _ratio(by_target)
-        row(
+        add(
             f"{name}: create saturation, {options.clients} clients",
             hub["throughput"],
             "req/s",
@@ -646,11 +622,12 @@ def report_rows(runs: list[Run], options: Options, info: dict[str, str]) -> list
             met=None if ratio is None else ratio >= TARGET_RATIO,
             note="target is the ratio to the bare FastAPI + one INSERT baseline",
         )
-        row(
+        add(
             f"{name}: server CPU per create, {options.clients} clients",
             hub["server_cpu_ms_per_req"],
             "ms",
             baseline=baseline["server_cpu_ms_per_req"] if baseline else None,
+            higher_is_better=False,
         )
         offered = hub.get("open_loop")
         if offered is None:
@@ -661,12 +638,13 @@ def report_rows(runs: list[Run], options: Options, info: dict[str, str]) -> list
             ("p99_ms", "p99", TARGET_P99_MS),
             ("p99_9_ms", "p99.9", None),
         ):
-            row(
+            add(
                 f"{name}: create {label} at {options.rate:g}/s open loop",
                 offered[key],
                 "ms",
                 target=target,
                 baseline=offered_baseline.get(key),
+                higher_is_better=False,
                 met=None if target is None else offered[key] < target,
                 note=f"{offered['unfinished']} unfinished, {offered['errors']} errors",
             )

@@ -50,6 +50,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchdb import DEFAULT_POSTGRES, database  # noqa: E402
+from report import row  # noqa: E402
 
 from incident_hub.commands import IncidentDraft  # noqa: E402
 from incident_hub.hub import Hub  # noqa: E402
@@ -188,76 +189,56 @@ def rows_for(
     gap_target = math.ceil(args.storm / CONCURRENCY) * args.storm_wait + 1.0
     name = f"{vendor} ({kind}) drain of {args.backlog} at {limit.calls}/{limit.period:g} s, {storm}"
 
-    def row(
-        what: str,
-        measured: float,
-        unit: str,
-        target: float | None,
-        baseline: float | None,
-        ratio: float | None,
-        higher: bool,
-        met: bool | None,
-        note: str,
-    ) -> dict[str, Any]:
-        return {
-            "benchmark": "drain",
-            "what": f"{name}: {what}",
-            "measured": round(measured, 3),
-            "unit": unit,
-            "target": target,
-            "baseline": None if baseline is None else round(baseline, 3),
-            "ratio": None if ratio is None else round(ratio, 3),
-            "higher_is_better": higher,
-            "met": met,
-            "note": note,
-        }
+    def add(what: str, measured: float, unit: str, **figures: Any) -> dict[str, Any]:
+        return row("drain", f"{name}: {what}", measured, unit, **figures)
 
     return [
-        row(
+        add(
             "share of the allowed rate used",
             share * 100,
             "% of limit",
-            90.0,
-            bare.rate / limit.per_second * 100,
-            run.rate / possible if possible else None,
-            True,
-            share >= 0.9,
-            f"{run.rate:.2f} successful calls/s vs limit {limit.per_second:g}/s; bare {bare.rate:.2f}/s; "
+            target=90.0,
+            baseline=bare.rate / limit.per_second * 100,
+            ratio=run.rate / possible if possible else None,
+            higher_is_better=True,
+            met=share >= 0.9,
+            note=f"{run.rate:.2f} successful calls/s vs limit {limit.per_second:g}/s; "
+            f"bare {bare.rate:.2f}/s; "
             "ratio = rate / min(bare rate, limit)",
         ),
-        row(
+        add(
             "deliveries lost",
             run.lost,
             "deliveries",
-            0.0,
-            bare.lost,
-            None,
-            False,
-            run.lost == 0,
-            "not delivered, or not exactly one vendor object per incident",
+            target=0.0,
+            baseline=bare.lost,
+            ratio=None,
+            higher_is_better=False,
+            met=run.lost == 0,
+            note="not delivered, or not exactly one vendor object per incident",
         ),
-        row(
+        add(
             "longest gap between vendor calls",
             run.longest_gap,
             "s",
-            gap_target,
-            bare.longest_gap,
-            None,
-            False,
-            run.longest_gap <= gap_target,
-            f"{run.refused} x 429 received ({run.injected} injected), {run.pauses:g} pauses taken; the "
+            target=gap_target,
+            baseline=bare.longest_gap,
+            ratio=None,
+            higher_is_better=False,
+            met=run.longest_gap <= gap_target,
+            note=f"{run.refused} x 429 received ({run.injected} injected), {run.pauses:g} pauses taken; the "
             "breaker's pause would be 300 s",
         ),
-        row(
+        add(
             "time to drain",
             run.seconds,
             "s",
-            args.backlog / (0.9 * limit.per_second),
-            bare.seconds,
-            run.seconds / bare.seconds if bare.seconds else None,
-            False,
-            run.seconds <= args.backlog / (0.9 * limit.per_second),
-            "bare: no limit, no 429",
+            target=args.backlog / (0.9 * limit.per_second),
+            baseline=bare.seconds,
+            ratio=run.seconds / bare.seconds if bare.seconds else None,
+            higher_is_better=False,
+            met=run.seconds <= args.backlog / (0.9 * limit.per_second),
+            note="bare: no limit, no 429",
         ),
     ]
 
@@ -305,9 +286,9 @@ def main() -> None:
                 )
             rows += rows_for(vendor, kind, runs["bare"], runs["limited + storm"], args)
     print()
-    for row in rows:
-        verdict = {True: "met", False: "MISSED", None: "-"}[row["met"]]
-        print(f"- {row['what']}: {row['measured']} {row['unit']} (target {row['target']}) {verdict}")
+    for item in rows:
+        verdict = {True: "met", False: "MISSED", None: "-"}[item["met"]]
+        print(f"- {item['what']}: {item['measured']} {item['unit']} (target {item['target']}) {verdict}")
     if args.json_out is not None:
         args.json_out.write_text(json.dumps(rows, indent=2))
 

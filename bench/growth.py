@@ -44,6 +44,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchdb import DEFAULT_POSTGRES, database  # noqa: E402
+from report import row  # noqa: E402
 
 from incident_hub.api.app import create_app  # noqa: E402
 from incident_hub.api.auth import Scope  # noqa: E402
@@ -203,19 +204,18 @@ def rows(figures: list[Figure]) -> list[dict[str, Any]]:
         baseline = base[(f.db, f.what)]
         ratio = f.median_ms / baseline
         out.append(
-            {
-                "benchmark": "growth",
-                "what": f"{f.db} {f.what} at {f.size:,} incidents",
-                "measured": round(f.median_ms, 3),
-                "unit": "ms",
-                "target": round(baseline * TARGET_RATIO, 3),
-                "baseline": round(baseline, 3),
-                "ratio": round(ratio, 3),
-                "higher_is_better": False,
-                "met": ratio <= TARGET_RATIO,
-                "note": f"median; baseline: the same at {smallest:,} incidents; p90 {f.p90_ms:.2f} ms; "
+            row(
+                "growth",
+                f"{f.db} {f.what} at {f.size:,} incidents",
+                f.median_ms,
+                "ms",
+                target=baseline * TARGET_RATIO,
+                baseline=baseline,
+                higher_is_better=False,
+                met=ratio <= TARGET_RATIO,
+                note=f"median; baseline: the same at {smallest:,} incidents; p90 {f.p90_ms:.2f} ms; "
                 f"{f.items} items (at {smallest:,}: {items[(f.db, f.what)]})",
-            }
+            )
         )
     return out
 

@@ -98,6 +98,7 @@ from api_create import (
     serving,
     wait_quiet,
 )
+from report import row
 from sqlalchemy import create_engine, func, select
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
@@ -1149,76 +1150,57 @@ def json_rows(runs: list[Run]) -> list[dict[str, Any]]:
         relay = relays.get(run.rate)
         base = relay.result["propagation"]["p99_ms"] if relay is not None else None
         rows.append(
-            _row(
+            row(
+                "propagation",
                 f"propagation p99 at {run.rate:g} changes/s, {run.db}",
                 p99,
                 "ms",
-                TARGET_P99_MS,
-                base,
-                False,
-                f"baseline: the bare relay's p99; lost {r['lost']}, {r['shown_rate']:.1f} changes/s shown",
+                target=TARGET_P99_MS,
+                baseline=base,
+                higher_is_better=False,
+                note=f"baseline: the bare relay's p99; lost {r['lost']}, "
+                f"{r['shown_rate']:.1f} changes/s shown",
             )
         )
         write_back = r["calls"]["pagerduty_writes"]
         rows.append(
-            _row(
+            row(
+                "propagation",
                 f"write-back to source at {run.rate:g} changes/s, {run.db}",
                 write_back,
                 "writes",
-                0.0,
-                None,
-                False,
-                "writes to PagerDuty, where every change comes from (there must be none)",
+                target=0.0,
+                higher_is_better=False,
+                note="writes to PagerDuty, where every change comes from (there must be none)",
             )
-            | {"met": write_back == 0}
         )
         full = [w for w in r.get("lag", []) if w["changes"] >= 0.8 * run.rate * (r.get("window") or 10)]
         if len(full) >= 2:
             first, last = full[0], full[-1]
             rows.append(
-                _row(
+                row(
+                    "propagation",
                     f"p99 in the last window / first window, {run.db}",
                     last["p99_ms"] / first["p99_ms"] if first["p99_ms"] else math.nan,
                     "x",
-                    1.5,
-                    None,
-                    False,
-                    f"flat over the run: {first['p99_ms']:.0f} ms -> {last['p99_ms']:.0f} ms; oldest pending "
-                    f"webhook {first['oldest_pending_ms']:.0f} ms -> {last['oldest_pending_ms']:.0f} ms",
+                    target=1.5,
+                    higher_is_better=False,
+                    note=f"flat over the run: {first['p99_ms']:.0f} ms -> {last['p99_ms']:.0f} ms; "
+                    f"oldest pending webhook {first['oldest_pending_ms']:.0f} ms -> "
+                    f"{last['oldest_pending_ms']:.0f} ms",
                 )
             )
             rows.append(
-                _row(
+                row(
+                    "propagation",
                     f"oldest pending webhook, worst window, {run.db}",
                     max(w["oldest_pending_ms"] for w in full),
                     "ms",
-                    None,
-                    None,
-                    False,
-                    "sampled every second from the hub's inbox",
+                            higher_is_better=False,
+                    note="sampled every second from the hub's inbox",
                 )
             )
     return rows
-
-
-def _row(what: str, measured: float, unit: str, target: float | None, baseline: float | None,
-         higher_is_better: bool, note: str) -> dict[str, Any]:  # fmt: skip
-    ratio = measured / baseline if baseline else None
-    ok = None if target is None or math.isnan(measured) else (
-        measured >= target if higher_is_better else measured < target
-    )  # fmt: skip
-    return {
-        "benchmark": "propagation",
-        "what": what,
-        "measured": measured,
-        "unit": unit,
-        "target": target,
-        "baseline": baseline,
-        "ratio": ratio,
-        "higher_is_better": higher_is_better,
-        "met": ok,
-        "note": note,
-    }
 
 
 def main() -> None:

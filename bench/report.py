@@ -51,23 +51,28 @@ def row(
     met: bool | None = None,
     note: str = "",
 ) -> dict[str, Any]:
-    """One row; `ratio` defaults to measured ÷ baseline, `met` to measured against target."""
+    """One row, its figures rounded to 3 decimals; `ratio` defaults to measured ÷ baseline, `met` to
+    measured against target (≥ when higher is better, else ≤; unknown when nothing was measured)."""
     if ratio is None and baseline:
         ratio = measured / baseline
-    if met is None and target is not None:
+    if met is None and target is not None and not math.isnan(measured):
         met = measured >= target if higher_is_better else measured <= target
     return {
         "benchmark": benchmark,
         "what": what,
-        "measured": float(measured),
+        "measured": _rounded(measured),
         "unit": unit,
-        "target": None if target is None else float(target),
-        "baseline": None if baseline is None else float(baseline),
-        "ratio": None if ratio is None else float(ratio),
+        "target": _rounded(target),
+        "baseline": _rounded(baseline),
+        "ratio": _rounded(ratio),
         "higher_is_better": higher_is_better,
         "met": met,
         "note": note,
     }
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(float(value), 3)
 
 
 def write_rows(path: str | Path, rows: Sequence[dict[str, Any]]) -> None:

@@ -66,6 +66,7 @@ from api_create import (
     start_profiler,
 )
 from api_create import Load as ApiLoad
+from report import row
 
 from incident_hub.signing import sign_sha256
 
@@ -321,53 +322,37 @@ def rows_for(db: str, hub: Measured, baseline: Measured, rate: float) -> list[di
     hub_cpu = cpu_ms_per_webhook(hub.saturation, postgres)
     base_cpu = cpu_ms_per_webhook(baseline.saturation, postgres)
     return [
-        _row(
+        row(
+            "webhook_ingest",
             f"saturation, {db}",
             hub_rate,
             "webhooks/s",
-            TARGET_RATIO * base_rate,
-            base_rate,
-            True,
-            f"closed loop; target {TARGET_RATIO:.0%} of the bare FastAPI + one INSERT",
+            target=TARGET_RATIO * base_rate,
+            baseline=base_rate,
+            higher_is_better=True,
+            note=f"closed loop; target {TARGET_RATIO:.0%} of the bare FastAPI + one INSERT",
         ),
-        _row(
+        row(
+            "webhook_ingest",
             f"p99 at {rate:g}/s open loop, {db}",
             hub_p99,
             "ms",
-            TARGET_P99_MS,
-            base_p99,
-            False,
-            f"p50 {hub.paced['p50_ms']:.2f} ms, p99.9 {hub.paced['p99_9_ms']:.2f} ms; "
+            target=TARGET_P99_MS,
+            baseline=base_p99,
+            higher_is_better=False,
+            note=f"p50 {hub.paced['p50_ms']:.2f} ms, p99.9 {hub.paced['p99_9_ms']:.2f} ms; "
             "Poisson arrivals, coordinated omission corrected",
         ),
-        _row(
+        row(
+            "webhook_ingest",
             f"CPU per webhook at saturation, {db}",
             hub_cpu,
             "ms",
-            None,
-            base_cpu,
-            False,
-            "server process" + (" + PostgreSQL" if postgres else ""),
+            baseline=base_cpu,
+            higher_is_better=False,
+            note="server process" + (" + PostgreSQL" if postgres else ""),
         ),
     ]
-
-
-def _row(what: str, measured: float, unit: str, target: float | None, baseline: float | None,
-         higher_is_better: bool, note: str) -> dict[str, Any]:  # fmt: skip
-    ratio = measured / baseline if baseline else None
-    met = None if target is None else (measured >= target if higher_is_better else measured < target)
-    return {
-        "benchmark": "webhook_ingest",
-        "what": what,
-        "measured": round(measured, 3),
-        "unit": unit,
-        "target": None if target is None else round(target, 3),
-        "baseline": None if baseline is None else round(baseline, 3),
-        "ratio": None if ratio is None else round(ratio, 3),
-        "higher_is_better": higher_is_better,
-        "met": met,
-        "note": note,
-    }
 
 
 def main() -> None:
@@ -405,11 +390,11 @@ def main() -> None:
         rows += bench_db(db, options, args.postgres_url)
     print()
     print(f"{'what':42} {'measured':>10} {'baseline':>10} {'ratio':>6} {'target':>10}  met")
-    for row in rows:
-        target = "-" if row["target"] is None else f"{row['target']:.2f}"
+    for item in rows:
+        target = "-" if item["target"] is None else f"{item['target']:.2f}"
         print(
-            f"{row['what']:42} {row['measured']:10.2f} {row['baseline']:10.2f} {row['ratio']:6.2f} "
-            f"{target:>10}  {row['met']}"
+            f"{item['what']:42} {item['measured']:10.2f} {item['baseline']:10.2f} {item['ratio']:6.2f} "
+            f"{target:>10}  {item['met']}"
         )
     if args.json_out:
         args.json_out.write_text(json.dumps(rows, indent=2))
