@@ -51,8 +51,9 @@ def row(
     met: bool | None = None,
     note: str = "",
 ) -> dict[str, Any]:
-    """One row, its figures rounded to 3 decimals; `ratio` defaults to measured ÷ baseline, `met` to
-    measured against target (≥ when higher is better, else ≤; unknown when nothing was measured)."""
+    """One row, its measured, baseline and target rounded to 3 decimals; `ratio` defaults to measured ÷
+    baseline, `met` to measured against target (≥ when higher is better, else ≤; unknown when nothing
+    was measured)."""
     if ratio is None and baseline:
         ratio = measured / baseline
     if met is None and target is not None and not math.isnan(measured):
@@ -64,7 +65,7 @@ def row(
         "unit": unit,
         "target": _rounded(target),
         "baseline": _rounded(baseline),
-        "ratio": _rounded(ratio),
+        "ratio": None if ratio is None else float(ratio),  # shown rounded once, by the table
         "higher_is_better": higher_is_better,
         "met": met,
         "note": note,
