@@ -14,7 +14,7 @@ from pydantic import BaseModel
 
 def flatten(item: BaseModel | Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     """Nested models and mappings as one flat row, nested names joined with `_` (`mtta_p50_seconds`)."""
-    values = item.model_dump() if isinstance(item, BaseModel) else dict(item)
+    values = item.model_dump(mode="json") if isinstance(item, BaseModel) else dict(item)
     row: dict[str, Any] = {}
     for name, value in values.items():
         key = f"{prefix}{name}"
