@@ -18,7 +18,7 @@ from incident_hub.api import mappings as mappings_api
 from incident_hub.api.middleware import BodyLimit, DirectRoute, Metrics
 from incident_hub.hub import Hub
 from incident_hub.logs import configure as configure_logging
-from incident_hub.metrics import process_exiting
+from incident_hub.metrics import AnalyticsCollector, process_exiting
 from incident_hub.settings import Settings, get_settings
 
 DESCRIPTION = """
@@ -47,6 +47,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
     app = FastAPI(title="incident-hub", version=__version__, description=DESCRIPTION, lifespan=lifespan)
     app.state.hub = hub
     app.state.analytics = Analytics(hub.db, settings)
+    hub.metrics_registry.register(AnalyticsCollector(app.state.analytics))
     problems.install(app)
     app.include_router(incidents.router)
     app.include_router(outbox.router)
