@@ -7,7 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from functools import lru_cache
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from incident_hub.clock import as_utc
 from incident_hub.errors import InvalidRequest
@@ -37,8 +38,13 @@ def window(
     start: datetime | None, end: datetime | None, now: datetime, *, days: int = DEFAULT_DAYS
 ) -> Window:
     """The window a report asked for: `end` defaults to now, `start` to `days` before `end`."""
-    end = as_utc(end) if end is not None else now
-    start = as_utc(start) if start is not None else None
+    try:
+        end = as_utc(end) if end is not None else now
+        start = as_utc(start) if start is not None else None
+    except OverflowError as error:  # 9999-12-31T23:59-23:59 is past what a datetime holds in UTC
+        raise InvalidRequest(
+            f"`from` and `to` must lie between {EARLIEST.date()} and {LATEST.date()}"
+        ) from error
     for name, value in (("from", start), ("to", end)):
         if value is not None and not EARLIEST <= value <= LATEST:
             raise InvalidRequest(f"`{name}` must lie between {EARLIEST.date()} and {LATEST.date()}")
@@ -50,13 +56,21 @@ def window(
 
 
 def zone(name: str) -> ZoneInfo:
-    """The IANA time zone `name` (e.g. `Europe/Berlin`)."""
+    """The IANA time zone `name` (e.g. `Europe/Berlin`): only names of the time zone database, never a
+    path or a file such as `localtime`."""
+    unknown = InvalidRequest(f"unknown time zone {name!r}: give an IANA name such as Europe/Berlin")
+    if name not in _zone_names():
+        raise unknown
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError, OSError) as error:
-        raise InvalidRequest(
-            f"unknown time zone {name!r}: give an IANA name such as Europe/Berlin"
-        ) from error
+        raise unknown from error
+
+
+@lru_cache(maxsize=1)
+def _zone_names() -> frozenset[str]:
+    # `localtime` and `posixrules` are files some systems keep beside the database, not zone names.
+    return frozenset((available_timezones() | {"UTC"}) - {"localtime", "posixrules"})
 
 
 class BucketSize(StrEnum):

@@ -20,6 +20,8 @@ REPORTS = ("now", "response-times", "reliability", "trends", "recurrence")
         ("response-times", {"group_by": "planet"}, "group_by"),
         ("trends", {"tz": "Mars/Olympus_Mons"}, "unknown time zone"),
         ("trends", {"tz": "../../etc/passwd"}, "unknown time zone"),
+        ("trends", {"tz": "localtime"}, "unknown time zone"),
+        ("response-times", {"from": "9999-12-31T23:59:00-23:59"}, "must lie between"),
         ("trends", {"bucket": "fortnight"}, "bucket"),
         ("trends", {"from": "2020-01-01T00:00:00Z", "to": "2026-01-01T00:00:00Z"}, "more than 1000 days"),
         ("recurrence", {"from": "0001-01-01T00:00:00Z"}, "must lie between"),
