@@ -1,16 +1,18 @@
-"""What an incident is about: the services it names (each with its impact) and the component its tags
-name (`host:`, `device:`, `component:`, as component signals tag their incidents)."""
+"""What an incident is about, as SQL expressions over an incident row: the services it names (each with
+its impact) and the component its tags name (`host:`, `device:`, `component:`, as component signals tag
+their incidents)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
 from enum import StrEnum
 from typing import Any
 
-from incident_hub.model import Impact, Severity
+from sqlalchemy import ColumnElement, Float, case, exists, func, literal, select
 
-# Worst first.
-IMPACT_ORDER = (Impact.TOTAL_OUTAGE, Impact.PARTIAL_OUTAGE, Impact.DEGRADED)
+from incident_hub.analytics import sql
+from incident_hub.model import Impact, Severity
+from incident_hub.store.tables import IncidentRow
+
 _COMPONENT_TAGS = ("host", "device", "component")
 
 
@@ -19,30 +21,51 @@ class EntityKind(StrEnum):
     COMPONENT = "component"
 
 
-def component_of(tags: Iterable[Any]) -> str | None:
-    """`host/device/component` from an incident's tags (the parts present, in that order); None when the
-    tags name no component."""
-    parts: dict[str, str] = {}
-    for tag in tags:
-        if isinstance(tag, str) and ":" in tag:
-            name, value = tag.split(":", 1)
-            if name in _COMPONENT_TAGS and name not in parts and value:
-                parts[name] = value
-    if "component" not in parts:
-        return None
-    return "/".join(parts[name] for name in _COMPONENT_TAGS if name in parts)
+def component_key(dialect: str) -> ColumnElement[str]:
+    """`host/device/component` from the row's tags (the parts present, in that order; the first tag of
+    each kind); null when the tags name no component."""
+    parts = {name: _tag(name, dialect) for name in _COMPONENT_TAGS}
+    # `||` with a null is null: a missing host or device drops out with its separator.
+    return (
+        func.coalesce(parts["host"] + "/", "") + func.coalesce(parts["device"] + "/", "") + parts["component"]
+    )
 
 
-def service_names(services: Sequence[Any]) -> list[str]:
-    """The names in a stored `affected_services` list."""
-    return [str(s["name"]) for s in services if isinstance(s, dict) and s.get("name")]
+def _tag(name: str, dialect: str) -> ColumnElement[str]:
+    tags, value = sql.json_elements(IncidentRow.tags, dialect, text=True)
+    prefix = f"{name}:"
+    return (
+        select(func.substr(value, len(prefix) + 1))
+        .select_from(tags)
+        .where(func.substr(value, 1, len(prefix)) == prefix, func.length(value) > len(prefix))
+        .limit(1)
+        .scalar_subquery()
+    )
 
 
-def worst_impact(services: Sequence[Any], severity: Severity) -> Impact:
-    """The impact an incident has on its component: the worst impact it names on a service, else, for an
-    incident naming none (a component signal), a total outage at SEV1 (stopped) and a partial outage below."""
-    named = {s.get("impact") for s in services if isinstance(s, dict)}
-    for impact in IMPACT_ORDER:
-        if impact.value in named:
-            return impact
-    return Impact.TOTAL_OUTAGE if severity is Severity.SEV1_CRITICAL else Impact.PARTIAL_OUTAGE
+def impact_weight(impact: ColumnElement[Any], partial_outage: float, degraded: float) -> ColumnElement[float]:
+    """The share of time an impact counts as down: total outage 1; anything not named, as degraded."""
+    return case(
+        (impact == Impact.TOTAL_OUTAGE.value, literal(1.0, Float)),
+        (impact == Impact.PARTIAL_OUTAGE.value, literal(partial_outage, Float)),
+        else_=literal(degraded, Float),
+    )
+
+
+def component_weight(dialect: str, partial_outage: float, degraded: float) -> ColumnElement[float]:
+    """The weight of an incident on its component: its worst impact on any service it names, else (a
+    component signal names none) a total outage at SEV1 (stopped) and a partial outage below (stuck)."""
+
+    def names(impact: Impact) -> ColumnElement[bool]:
+        services, value = sql.json_elements(IncidentRow.affected_services, dialect)
+        return exists(
+            select(1).select_from(services).where(sql.json_field(value, "impact", dialect) == impact.value)
+        )
+
+    return case(
+        (names(Impact.TOTAL_OUTAGE), literal(1.0, Float)),
+        (names(Impact.PARTIAL_OUTAGE), literal(partial_outage, Float)),
+        (names(Impact.DEGRADED), literal(degraded, Float)),
+        (IncidentRow.severity == Severity.SEV1_CRITICAL.value, literal(1.0, Float)),
+        else_=literal(partial_outage, Float),
+    )

@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import func, select, true
 
 from incident_hub.analytics import sql
-from incident_hub.analytics.entities import component_of, service_names
+from incident_hub.analytics.entities import component_key
 from incident_hub.clock import as_utc
 from incident_hub.model import OPEN_STATUSES, Severity, Status
 from incident_hub.store.db import Database
@@ -54,6 +54,7 @@ class NowReport(BaseModel):
 def report(db: Database, now: datetime) -> NowReport:
     """The active incidents at `now`."""
     dialect = db.url.get_backend_name()
+    component = component_key(dialect)
     with db.read() as session:
         rows = session.execute(
             select(
@@ -64,7 +65,7 @@ def report(db: Database, now: datetime) -> NowReport:
                 IncidentRow.status,
                 IncidentRow.assigned_team,
                 IncidentRow.affected_services,
-                IncidentRow.tags,
+                component.label("component"),
                 IncidentRow.detected_at,
                 IncidentRow.acknowledged_at,
             )
@@ -76,6 +77,14 @@ def report(db: Database, now: datetime) -> NowReport:
         by_team = _counts(session.execute(_grouped(IncidentRow.assigned_team)).all(), now)
         elements, value = sql.json_elements(IncidentRow.affected_services, dialect)
         name = sql.json_field(value, "name", dialect)
+        by_component = _counts(
+            session.execute(
+                select(component, func.count(), func.min(IncidentRow.detected_at))
+                .where(_ACTIVE, component.is_not(None))
+                .group_by(component)
+            ).all(),
+            now,
+        )
         by_service = _counts(
             session.execute(
                 select(name, func.count(), func.min(IncidentRow.detected_at))
@@ -94,20 +103,14 @@ def report(db: Database, now: datetime) -> NowReport:
             severity=Severity(row.severity),
             status=Status(row.status),
             assigned_team=row.assigned_team,
-            services=service_names(row.affected_services or []),
-            component=component_of(row.tags or []),
+            services=[str(s["name"]) for s in row.affected_services or [] if isinstance(s, dict)],
+            component=row.component,
             detected_at=row.detected_at,
             acknowledged_at=row.acknowledged_at,
             running_seconds=(now - row.detected_at).total_seconds(),
         )
         for row in rows
     ]
-    # The component is composed from several tags: grouped here, over the rows just read.
-    components: dict[str, list[datetime]] = {}
-    for incident in incidents:
-        if incident.component is not None:
-            components.setdefault(incident.component, []).append(incident.detected_at)
-    by_component = _counts([(k, len(v), min(v)) for k, v in components.items()], now)
     return NowReport(
         generated_at=now,
         active=len(incidents),

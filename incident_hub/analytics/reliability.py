@@ -1,28 +1,26 @@
-"""Availability per service and per component over a window, from incident downtime.
+"""Availability per service and per component over a window, from incident downtime, in SQL.
 
 An incident is down time for each service it names, from detection to resolution (to now while open),
-weighted by its impact: a total outage counts fully, a partial outage and a degraded service by the
-configured weights. Where incidents on one service overlap, the time counts once, at the heaviest weight
-among them. SQL selects the incidents overlapping the window with their services (one row each); the
-union of their intervals is swept here, per service, in order of time.
+cut to the window and weighted by its impact: a total outage counts fully, a partial outage and a degraded
+service by the configured weights. Where incidents on one service overlap, the time counts once, at the
+heaviest weight among them: the statement cuts each service's time line at every start and end of its
+incidents, takes the heaviest weight over each piece, and sums the pieces.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, Field
-from sqlalchemy import and_, or_, select, true
+from sqlalchemy import CTE, Float, Select, and_, case, func, literal, or_, select, true, union
 
 from incident_hub.analytics import sql
-from incident_hub.analytics.entities import EntityKind, component_of, worst_impact
+from incident_hub.analytics.entities import EntityKind, component_key, component_weight, impact_weight
 from incident_hub.analytics.windows import Window
 from incident_hub.errors import InvalidRequest
-from incident_hub.model import Impact, Severity
 from incident_hub.store.db import Database
 from incident_hub.store.tables import IncidentRow
 
@@ -47,15 +45,10 @@ def band(availability: float) -> Band:
 
 @dataclass(frozen=True)
 class Weights:
-    """Share of an impact's duration that counts as down time."""
+    """Share of an impact's duration that counts as down time (a total outage: 1)."""
 
     partial_outage: float
     degraded: float
-
-    def of(self, impact: Impact) -> float:
-        if impact is Impact.TOTAL_OUTAGE:
-            return 1.0
-        return self.partial_outage if impact is Impact.PARTIAL_OUTAGE else self.degraded
 
 
 class EntityReliability(BaseModel):
@@ -87,13 +80,6 @@ class ReliabilityReport(BaseModel):
     components: list[EntityReliability] = Field(description="Most reliable first.")
 
 
-@dataclass(frozen=True)
-class Interval:
-    start: float
-    end: float
-    weight: float
-
-
 def report(
     db: Database, span: Window, *, weights: Weights, target: float, now: datetime
 ) -> ReliabilityReport:
@@ -102,49 +88,37 @@ def report(
     if span.seconds <= 0:
         raise InvalidRequest("the window has not started yet: availability is known only up to now")
     dialect = db.url.get_backend_name()
+    start, end = literal(span.start.timestamp(), Float), literal(span.end.timestamp(), Float)
     overlapping = and_(
         IncidentRow.detected_at < span.end,
         or_(IncidentRow.resolved_at.is_(None), IncidentRow.resolved_at > span.start),
     )
-    elements, value = sql.json_elements(IncidentRow.affected_services, dialect)
-    with db.read() as session:
-        service_rows = session.execute(
-            select(
-                sql.json_field(value, "name", dialect),
-                sql.json_field(value, "impact", dialect),
-                IncidentRow.detected_at,
-                IncidentRow.resolved_at,
-            )
-            .select_from(IncidentRow)
-            .join(elements, true())
-            .where(overlapping)
-        ).all()
-        component_rows = session.execute(
-            select(
-                IncidentRow.tags,
-                IncidentRow.affected_services,
-                IncidentRow.severity,
-                IncidentRow.detected_at,
-                IncidentRow.resolved_at,
-            ).where(overlapping)
-        ).all()
-    start, end = span.start.timestamp(), span.end.timestamp()
-
-    def clipped(detected: datetime, resolved: datetime | None, weight: float) -> Interval:
-        return Interval(
-            max(detected.timestamp(), start), min(resolved.timestamp() if resolved else end, end), weight
+    began = sql.greatest(sql.epoch_seconds(IncidentRow.detected_at, dialect), start, dialect)
+    ended = sql.least(func.coalesce(sql.epoch_seconds(IncidentRow.resolved_at, dialect), end), end, dialect)
+    services, value = sql.json_elements(IncidentRow.affected_services, dialect)
+    service_intervals = (
+        select(
+            sql.json_field(value, "name", dialect).label("entity"),
+            began.label("s"),
+            ended.label("e"),
+            impact_weight(
+                sql.json_field(value, "impact", dialect), weights.partial_outage, weights.degraded
+            ).label("w"),
         )
-
-    services: dict[str, list[Interval]] = {}
-    for name, impact, detected, resolved in service_rows:
-        weight = weights.of(_impact(impact))
-        services.setdefault(str(name), []).append(clipped(detected, resolved, weight))
-    components: dict[str, list[Interval]] = {}
-    for tags, affected, severity, detected, resolved in component_rows:
-        component = component_of(tags or [])
-        if component is not None:
-            weight = weights.of(worst_impact(affected or [], Severity(severity)))
-            components.setdefault(component, []).append(clipped(detected, resolved, weight))
+        .select_from(IncidentRow)
+        .join(services, true())
+        .where(overlapping)
+    )
+    component = component_key(dialect)
+    component_intervals = select(
+        component.label("entity"),
+        began.label("s"),
+        ended.label("e"),
+        component_weight(dialect, weights.partial_outage, weights.degraded).label("w"),
+    ).where(overlapping, component.is_not(None))
+    with db.read() as session:
+        by_service = [dict(row) for row in session.execute(_downtime(service_intervals)).mappings()]
+        by_component = [dict(row) for row in session.execute(_downtime(component_intervals)).mappings()]
     return ReliabilityReport(
         generated_at=now,
         from_=span.start,
@@ -153,78 +127,90 @@ def report(
         target_percent=target,
         partial_outage_weight=weights.partial_outage,
         degraded_weight=weights.degraded,
-        services=_ranked(EntityKind.SERVICE, services, span.seconds, target),
-        components=_ranked(EntityKind.COMPONENT, components, span.seconds, target),
+        services=_ranked(EntityKind.SERVICE, by_service, span.seconds, target),
+        components=_ranked(EntityKind.COMPONENT, by_component, span.seconds, target),
     )
 
 
-@dataclass(frozen=True)
-class Downtime:
-    weighted_seconds: float
-    impacted_seconds: float
-    periods: list[tuple[float, float]]
+def _downtime(intervals: Select[Any]) -> Select[Any]:
+    """Per entity of `intervals` (entity, s, e, w: epoch seconds and weight): incidents, weighted and
+    unweighted covered seconds, failure periods and the seconds between them.
 
-
-def sweep(intervals: Iterable[Interval]) -> Downtime:
-    """Weighted down time of overlapping intervals (each instant once, at its heaviest weight), the time
-    covered at all, and the merged failure periods in order."""
-    edges: list[tuple[float, int, float]] = []
-    for interval in intervals:
-        if interval.end > interval.start:
-            edges += [(interval.start, 1, interval.weight), (interval.end, -1, interval.weight)]
-    edges.sort(key=lambda edge: (edge[0], -edge[1]))
-    active: dict[float, int] = {}
-    weighted = impacted = 0.0
-    periods: list[tuple[float, float]] = []
-    previous: float | None = None
-    for at, change, weight in edges:
-        if active and previous is not None:
-            weighted += (at - previous) * max(active)
-            impacted += at - previous
-        if change > 0:
-            # Starts sort before ends at one instant, so back-to-back incidents make one period.
-            if not active:
-                periods.append((at, at))
-            active[weight] = active.get(weight, 0) + 1
-        else:
-            active[weight] -= 1
-            if not active[weight]:
-                del active[weight]
-            if not active:
-                periods[-1] = (periods[-1][0], at)
-        previous = at
-    return Downtime(weighted, impacted, periods)
+    The entity's time line is cut at every start and end; each piece takes the heaviest weight of the
+    intervals covering it (none: a gap). A failure period begins at a covered piece after a gap or at the
+    first piece. Every end point is some interval's end, so each gap lies between two failure periods."""
+    iv: CTE = intervals.cte("intervals")
+    points = union(select(iv.c.entity, iv.c.s.label("t")), select(iv.c.entity, iv.c.e.label("t"))).cte(
+        "points"
+    )
+    pieces = select(
+        points.c.entity,
+        points.c.t.label("s"),
+        func.lead(points.c.t).over(partition_by=points.c.entity, order_by=points.c.t).label("e"),
+    ).cte("pieces")
+    covered = (
+        select(
+            pieces.c.entity,
+            pieces.c.s,
+            pieces.c.e,
+            func.max(iv.c.w).label("w"),
+            func.count(iv.c.entity).label("n"),
+        )
+        .select_from(pieces)
+        .outerjoin(iv, and_(iv.c.entity == pieces.c.entity, iv.c.s <= pieces.c.s, iv.c.e >= pieces.c.e))
+        .where(pieces.c.e.is_not(None))
+        .group_by(pieces.c.entity, pieces.c.s, pieces.c.e)
+        .cte("covered")
+    )
+    before = func.lag(covered.c.n).over(partition_by=covered.c.entity, order_by=covered.c.s)
+    marked = select(covered, before.label("before")).cte("marked")
+    length = marked.c.e - marked.c.s
+    downtime = (
+        select(
+            marked.c.entity,
+            func.sum(case((marked.c.n > 0, length * marked.c.w), else_=0.0)).label("weighted"),
+            func.sum(case((marked.c.n > 0, length), else_=0.0)).label("impacted"),
+            func.sum(case((marked.c.n == 0, length), else_=0.0)).label("gaps"),
+            func.count(
+                case((and_(marked.c.n > 0, or_(marked.c.before.is_(None), marked.c.before == 0)), 1))
+            ).label("failures"),
+        )
+        .group_by(marked.c.entity)
+        .subquery("downtime")
+    )
+    counts = select(iv.c.entity, func.count().label("incidents")).group_by(iv.c.entity).subquery("counts")
+    return select(
+        counts.c.entity,
+        counts.c.incidents,
+        func.coalesce(downtime.c.weighted, 0.0).label("weighted"),
+        func.coalesce(downtime.c.impacted, 0.0).label("impacted"),
+        func.coalesce(downtime.c.gaps, 0.0).label("gaps"),
+        func.coalesce(downtime.c.failures, 0).label("failures"),
+    ).outerjoin(downtime, downtime.c.entity == counts.c.entity)
 
 
 def _ranked(
-    kind: EntityKind, entities: dict[str, list[Interval]], window_seconds: float, target: float
+    kind: EntityKind, rows: list[dict[str, Any]], window_seconds: float, target: float
 ) -> list[EntityReliability]:
     figures: list[dict[str, Any]] = []
-    for name, intervals in entities.items():
-        downtime = sweep(intervals)
-        availability = 100.0 * (1 - downtime.weighted_seconds / window_seconds)
-        gaps = [b[0] - a[1] for a, b in zip(downtime.periods, downtime.periods[1:], strict=False)]
+    for row in rows:
+        # Timestamps are stored to the microsecond; SQLite's arithmetic on them is good to the millisecond.
+        weighted, impacted, gaps = (round(float(row[name]), 3) for name in ("weighted", "impacted", "gaps"))
+        failures = int(row["failures"])
+        availability = 100.0 * (1 - weighted / window_seconds)
         figures.append(
             {
                 "kind": kind,
-                "name": name,
+                "name": str(row["entity"]),
                 "availability_percent": availability,
                 "band": band(availability),
                 "meets_target": availability >= target,
-                "downtime_minutes": downtime.weighted_seconds / 60,
-                "impacted_minutes": downtime.impacted_seconds / 60,
-                "incidents": len(intervals),
-                "failures": len(downtime.periods),
-                "mtbf_minutes": sum(gaps) / len(gaps) / 60 if gaps else None,
+                "downtime_minutes": weighted / 60,
+                "impacted_minutes": impacted / 60,
+                "incidents": int(row["incidents"]),
+                "failures": failures,
+                "mtbf_minutes": gaps / (failures - 1) / 60 if failures > 1 else None,
             }
         )
     figures.sort(key=lambda f: (-f["availability_percent"], f["impacted_minutes"], f["name"]))
     return [EntityReliability(rank=i, **f) for i, f in enumerate(figures, start=1)]
-
-
-def _impact(value: Any) -> Impact:
-    """A stored impact; anything else reads as the weakest, as a service named without one does."""
-    try:
-        return Impact(value)
-    except ValueError:
-        return Impact.DEGRADED

@@ -11,19 +11,31 @@ Expression = ColumnElement[Any] | QueryableAttribute[Any]
 
 
 def epoch_seconds(column: Expression, dialect: str) -> ColumnElement[float]:
-    """Seconds since 1970 of a stored timestamp (SQLite: from the stored text, to about a millisecond)."""
+    """Seconds since 1970 of a stored timestamp (SQLite: from the stored text, to some microseconds)."""
     if dialect == "sqlite":
         return (func.julianday(column) - 2440587.5) * 86400.0
     return cast(func.extract("epoch", column), Float)
 
 
-def json_elements(column: Expression, dialect: str) -> tuple[FromClause, ColumnElement[Any]]:
-    """A table of the elements of a JSON array column, to join with `true()`, and its value column."""
+def greatest(a: Expression, b: Expression, dialect: str) -> ColumnElement[Any]:
+    return func.max(a, b) if dialect == "sqlite" else func.greatest(a, b)
+
+
+def least(a: Expression, b: Expression, dialect: str) -> ColumnElement[Any]:
+    return func.min(a, b) if dialect == "sqlite" else func.least(a, b)
+
+
+def json_elements(
+    column: Expression, dialect: str, *, text: bool = False
+) -> tuple[FromClause, ColumnElement[Any]]:
+    """A table of the elements of a JSON array column, to join with `true()` or select from in a
+    correlated subquery, and its value column (`text`: string elements as text)."""
     if dialect == "sqlite":
-        elements = func.json_each(column).table_valued("value").alias("element")
+        elements = func.json_each(column).table_valued("value").alias()
     else:
         # Cast: the same call works whether the column is `json` or `jsonb`.
-        elements = func.json_array_elements(cast(column, JSON)).table_valued("value").alias("element")
+        function = func.json_array_elements_text if text else func.json_array_elements
+        elements = function(cast(column, JSON)).table_valued("value").alias()
     return elements, elements.c.value
 
 
@@ -32,10 +44,3 @@ def json_field(value: ColumnElement[Any], name: str, dialect: str) -> ColumnElem
     if dialect == "sqlite":
         return func.json_extract(value, f"$.{name}")
     return value.op("->>")(literal_column(f"'{name}'"))
-
-
-def json_text(value: ColumnElement[Any], dialect: str) -> ColumnElement[str]:
-    """A JSON string element as text."""
-    if dialect == "sqlite":
-        return value
-    return value.op("#>>")(literal_column("'{}'"))
