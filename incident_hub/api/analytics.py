@@ -44,10 +44,23 @@ def _analytics(request: Request) -> Analytics:
 
 
 def _wants_csv(accept: str | None) -> bool:
+    """CSV when `Accept` names `text/csv` with a higher quality than `application/json` (or without it)."""
     if not accept:
         return False
-    types = [part.split(";")[0].strip().lower() for part in accept.split(",")]
-    return CSV in types and "application/json" not in types[: types.index(CSV)]
+    quality: dict[str, float] = {}
+    for part in accept.split(","):
+        media, *parameters = (piece.strip() for piece in part.split(";"))
+        q = 1.0
+        for parameter in parameters:
+            name, _, value = parameter.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        quality[media.lower()] = max(q, quality.get(media.lower(), 0.0))
+    wanted = quality.get(CSV, 0.0)
+    return wanted > 0 and wanted > quality.get("application/json", -1.0)
 
 
 async def _answer(

@@ -56,3 +56,23 @@ def test_openapi_declares_each_report_as_json_and_csv(api: TestClient) -> None:
         assert "$ref" in content["application/json"]["schema"]
     parameters = {p["name"] for p in paths["/api/v1/analytics/response-times"]["get"]["parameters"]}
     assert {"from", "to", "group_by"} <= parameters
+
+
+@pytest.mark.parametrize(
+    ("accept", "media"),
+    [
+        ("text/csv", "text/csv"),
+        ("text/csv; charset=utf-8, */*;q=0.1", "text/csv"),
+        ("application/json;q=0.5, text/csv", "text/csv"),
+        ("text/csv;q=0.5, application/json", "application/json"),
+        ("application/json, text/csv", "application/json"),
+        ("text/csv;q=0", "application/json"),
+        ("*/*", "application/json"),
+        ("image/png", "application/json"),
+    ],
+)
+def test_csv_is_answered_when_preferred_to_json(api: TestClient, accept: str, media: str) -> None:
+    answer = api.get("/api/v1/analytics/now", headers={"Accept": accept})
+
+    assert answer.status_code == 200
+    assert answer.headers["content-type"].split(";")[0] == media
