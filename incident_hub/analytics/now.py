@@ -55,7 +55,7 @@ def report(db: Database, now: datetime) -> NowReport:
     """The active incidents at `now`."""
     dialect = db.url.get_backend_name()
     component = component_key(dialect)
-    with db.read() as session:
+    with sql.reading(db) as session:
         rows = session.execute(
             select(
                 IncidentRow.id,

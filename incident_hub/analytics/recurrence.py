@@ -11,6 +11,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 from sqlalchemy import ColumnElement, and_, func, literal_column, or_, select
 
+from incident_hub.analytics import sql
 from incident_hub.analytics.windows import Window
 from incident_hub.store.db import Database
 from incident_hub.store.tables import IncidentRow
@@ -86,7 +87,7 @@ def report(db: Database, span: Window, *, target: float, now: datetime) -> Recur
         ),
     )
     name = category(IncidentRow.root_cause)
-    with db.read() as session:
+    with sql.reading(db) as session:
         total = session.scalar(select(func.count()).select_from(IncidentRow).where(in_window)) or 0
         recurring = (
             session.scalar(

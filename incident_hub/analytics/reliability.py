@@ -116,7 +116,7 @@ def report(
         ended.label("e"),
         component_weight(dialect, weights.partial_outage, weights.degraded).label("w"),
     ).where(overlapping, component.is_not(None))
-    with db.read() as session:
+    with sql.reading(db) as session:
         by_service = [dict(row) for row in session.execute(_downtime(service_intervals)).mappings()]
         by_component = [dict(row) for row in session.execute(_downtime(component_intervals)).mappings()]
     return ReliabilityReport(

@@ -94,7 +94,7 @@ def report(
 ) -> ResponseTimesReport:
     """Response times of the incidents detected in `span`, overall and per `group_by`."""
     dialect = db.url.get_backend_name()
-    with db.read() as session:
+    with sql.reading(db) as session:
         overall = _figures(session, dialect, span, None, sla, now)
         groups = _figures(session, dialect, span, group_by, sla, now) if group_by else []
     empty = ResponseTimes(

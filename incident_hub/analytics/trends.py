@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 from sqlalchemy import Integer, and_, func, literal, select, union_all
 
+from incident_hub.analytics import sql
 from incident_hub.analytics.windows import Bucket, BucketSize, Window
 from incident_hub.model import Severity
 from incident_hub.store.db import Database
@@ -77,7 +78,7 @@ def report(
             )
             .group_by(table.c.idx, IncidentRow.severity)
         )
-        with db.read() as session:
+        with sql.reading(db) as session:
             for row in session.execute(query).mappings():
                 found[(int(row["idx"]), row["severity"])] = row
     results = []
