@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -132,10 +132,3 @@ def week(api: TestClient, fake_clock: FakeClock) -> Week:
     w.move("D", "RESOLVED", at("10-26", "00:30"))
     fake_clock.now = NOW
     return w
-
-
-def minutes(value: float) -> float:
-    return value * 60
-
-
-__all__ = ["NOW", "WINDOW", "WINDOW_MINUTES", "Week", "at", "timedelta"]
