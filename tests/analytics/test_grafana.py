@@ -201,7 +201,7 @@ def test_dashboard_is_a_grafana_10_or_11_model_every_panel_reading_the_hubs_post
         POSTGRES_TYPE,
         "incident-hub",
     )
-    # The hub's defaults (docs/analytics.md): partial outage 0.5, degraded 0.25, target 99 %.
+    # The hub's defaults: partial outage 0.5, degraded 0.25, target 99 %.
     assert _defaults() == {
         "datasource": "incident-hub",
         "partial_outage_weight": "0.5",
@@ -209,8 +209,17 @@ def test_dashboard_is_a_grafana_10_or_11_model_every_panel_reading_the_hubs_post
         "availability_target": "99",
     }
     for name in ("partial_outage_weight", "degraded_weight", "availability_target"):
+        assert float(_defaults()[name]) == _setting(f"analytics_{name}")
+    for name in ("partial_outage_weight", "degraded_weight", "availability_target"):
         values = [option["value"] for option in variables[name]["options"]]
         assert variables[name]["query"].split(",") == values and variables[name]["current"]["value"] in values
+
+
+def _setting(name: str) -> float:
+    """The default of one of the hub's settings."""
+    default = Settings.model_fields[name].default
+    assert isinstance(default, float)
+    return default
 
 
 def _steps(field_config: dict[str, Any]) -> list[tuple[Any, str]]:
@@ -233,9 +242,14 @@ def test_thresholds_colour_the_bands_and_the_targets() -> None:
         (99.9, "dark-green"),
     ]
     assert panels["Availability, last 24 hours"]["timeFrom"] == "24h"
-    # MTTA < 5 min, MTTR < 30 min, in seconds.
+    # MTTA < 5 min, MTTR < 30 min (the hub's default targets), in seconds.
     assert _steps(panels["MTTA"]["fieldConfig"]["defaults"]) == [(None, "green"), (300, "red")]
     assert _steps(panels["MTTR"]["fieldConfig"]["defaults"]) == [(None, "green"), (1800, "red")]
+    assert (
+        60 * _setting("analytics_mtta_target_minutes"),
+        60 * _setting("analytics_mttr_target_minutes"),
+    ) == (300, 1800)
+    assert _steps(panels["MTTR per day"]["fieldConfig"]["defaults"]) == [(None, "green"), (1800, "red")]
     assert (
         panels["MTTA"]["fieldConfig"]["defaults"]["unit"]
         == panels["MTTR"]["fieldConfig"]["defaults"]["unit"]
