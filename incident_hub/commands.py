@@ -82,6 +82,11 @@ class IncidentDraft(_Command):
     tech_lead: str | None = Field(default=None, max_length=200)
     comms_lead: str | None = Field(default=None, max_length=200)
     detected_at: Timestamp | None = Field(default=None, description="When the problem began; default now.")
+    first_signal_at: Timestamp | None = Field(
+        default=None,
+        description="When the first alert or signal about the problem fired, if the incident came from "
+        "one: the start of its time to detect (MTTD).",
+    )
     dedup_key: str | None = Field(
         default=None,
         max_length=255,

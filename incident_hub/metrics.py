@@ -16,7 +16,9 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
+from incident_hub.analytics.reports import Analytics
 from incident_hub.clock import utcnow
+from incident_hub.model import Severity
 from incident_hub.store.db import Database
 from incident_hub.store.tables import DeliveryRow, DuplicateRow
 
@@ -122,6 +124,33 @@ class OutboxCollector(Collector):
         yield lag
         yield doubt
         yield duplicates
+
+
+class AnalyticsCollector(Collector):
+    """The headline figures, read from the analytics reports at scrape time: active incidents by
+    severity, and the mean times to detect, acknowledge and resolve of the last 7 days' incidents."""
+
+    def __init__(self, analytics: Analytics) -> None:
+        self.analytics = analytics
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        active = GaugeMetricFamily(
+            "incident_hub_incidents_active", "Incidents not resolved, by severity", labels=["severity"]
+        )
+        now = self.analytics.now()
+        counts = {c.key: c.count for c in now.by_severity}
+        for severity in Severity:
+            active.add_metric([severity.value], counts.get(severity.value, 0))
+        yield active
+        overall = self.analytics.response_times().overall
+        for name, figure in (("mttd", overall.mttd), ("mtta", overall.mtta), ("mttr", overall.mttr)):
+            gauge = GaugeMetricFamily(
+                f"incident_hub_incidents_{name}_seconds",
+                f"{name.upper()} (mean) of the incidents detected in the last 7 days; absent without any",
+            )
+            if figure.mean_seconds is not None:
+                gauge.add_metric([], figure.mean_seconds)
+            yield gauge
 
 
 # prometheus_client's own variable, read by the library when it is imported: it is not a hub setting.

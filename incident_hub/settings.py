@@ -49,6 +49,29 @@ class Settings(BaseSettings):
         default=15.0, description="How often open incidents are checked for breach."
     )
 
+    analytics_partial_outage_weight: float = Field(
+        default=0.5,
+        ge=0,
+        le=1,
+        description="Share of a partial outage's duration that counts as downtime in availability.",
+    )
+    analytics_degraded_weight: float = Field(
+        default=0.25, ge=0, le=1, description="Share of a degraded period's duration that counts as downtime."
+    )
+    analytics_availability_target: float = Field(
+        default=99.0, ge=0, le=100, description="Availability (percent) a service or component should meet."
+    )
+    analytics_mtta_target_minutes: float = Field(
+        default=5.0, gt=0, description="Target mean time to acknowledge."
+    )
+    analytics_mttd_target_minutes: float = Field(default=2.0, gt=0, description="Target mean time to detect.")
+    analytics_mttr_target_minutes: float = Field(
+        default=30.0, gt=0, description="Target mean time to resolve."
+    )
+    analytics_recurrence_target_percent: float = Field(
+        default=10.0, ge=0, le=100, description="Target share of incidents that recur within 90 days."
+    )
+
     dispatch_enabled: bool = True
     dispatch_poll_seconds: float = 0.5
     dispatch_batch: int = 50

@@ -16,6 +16,7 @@ from enum import StrEnum
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
+from incident_hub.clock import utcnow
 from incident_hub.commands import EscalationRequest, IncidentDraft, IncidentPatch, StatusChange
 from incident_hub.incidents import IncidentService
 from incident_hub.model import OPEN_STATUSES, Severity, Status
@@ -137,6 +138,8 @@ class Signals:
                 severity=wanted,
                 dedup_key=signal.key,
                 source="signals",
+                # The monitor's first sighting starts the time to detect; unstated, it is now.
+                first_signal_at=signal.observed_at or utcnow(),
                 tags=[f"host:{signal.host}", f"device:{signal.device}", f"component:{signal.component}"],
                 author="signals",
             )

@@ -10,13 +10,15 @@ from fastapi.routing import APIRoute
 
 from incident_hub import __version__
 from incident_hub.admin import install as install_admin
+from incident_hub.analytics.reports import Analytics
+from incident_hub.api import analytics as analytics_api
 from incident_hub.api import audit as audit_api
 from incident_hub.api import connectors, incidents, ops, outbox, problems, reconciliations, signals
 from incident_hub.api import mappings as mappings_api
 from incident_hub.api.middleware import BodyLimit, DirectRoute, Metrics
 from incident_hub.hub import Hub
 from incident_hub.logs import configure as configure_logging
-from incident_hub.metrics import process_exiting
+from incident_hub.metrics import AnalyticsCollector, process_exiting
 from incident_hub.settings import Settings, get_settings
 
 DESCRIPTION = """
@@ -44,6 +46,8 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
 
     app = FastAPI(title="incident-hub", version=__version__, description=DESCRIPTION, lifespan=lifespan)
     app.state.hub = hub
+    app.state.analytics = Analytics(hub.db, settings)
+    hub.metrics_registry.register(AnalyticsCollector(app.state.analytics))
     problems.install(app)
     app.include_router(incidents.router)
     app.include_router(outbox.router)
@@ -52,6 +56,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
     app.include_router(audit_api.router)
     app.include_router(reconciliations.router)
     app.include_router(signals.router)
+    app.include_router(analytics_api.router)
     app.include_router(ops.router)
     install_admin(app, hub.db)
     # Innermost, so the body limit and metrics see webhooks as before.

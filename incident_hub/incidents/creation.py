@@ -39,7 +39,7 @@ from incident_hub import events
 from incident_hub.clock import as_utc, utcnow
 from incident_hub.commands import IncidentDraft
 from incident_hub.errors import Conflict
-from incident_hub.incidents import numbering
+from incident_hub.incidents import durations, numbering
 from incident_hub.incidents.rows import load, to_model
 from incident_hub.incidents.sla import record_breach
 from incident_hub.incidents.transaction import write
@@ -83,6 +83,8 @@ _INCIDENT_COLUMNS = (
     "version",
     "created_at",
     "updated_at",
+    "first_signal_at",
+    "time_to_detect_seconds",
 )
 # The "opened" entry's columns, besides `incident_id` and `message` (which names the number).
 _OPENED_COLUMNS = ("type", "is_public", "author", "timestamp")
@@ -361,6 +363,7 @@ class Creation:
     def _new(self, draft: IncidentDraft) -> _NewIncident:
         now = utcnow()
         detected_at = as_utc(draft.detected_at) if draft.detected_at else now
+        first_signal_at = as_utc(draft.first_signal_at) if draft.first_signal_at else None
         deadline = self.sla.deadline(draft.severity, detected_at, None, None)
         # An incident reported after its acknowledge deadline (detected_at in the past) starts breached.
         missed = self.sla.missed(draft.severity, detected_at, None, None, now)
@@ -385,6 +388,8 @@ class Creation:
             "version": 1,
             "created_at": now,
             "updated_at": now,
+            "first_signal_at": first_signal_at,
+            "time_to_detect_seconds": durations.time_to_detect(first_signal_at, detected_at),
         }
         responses = [
             response.model_copy(update={"executed_at": as_utc(response.executed_at)})

@@ -26,6 +26,7 @@ from incident_hub.commands import (
 )
 from incident_hub.errors import Conflict, InvalidRequest
 from incident_hub.incident_pages import encode_cursor, list_query
+from incident_hub.incidents import durations
 from incident_hub.incidents.creation import Created, Creation
 from incident_hub.incidents.rows import (
     EAGER,
@@ -220,6 +221,7 @@ class IncidentService:
             for name, value in move.timestamps.items():
                 setattr(row, name, value)
             row.status = move.status
+            durations.refresh(row)
             self._refresh_sla(row)
             self._bump(row, now)
             verb = "Reopened" if move.reopened else "Status changed"

@@ -10,6 +10,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -79,6 +80,14 @@ class IncidentRow(Base):
     version: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+    # When the first alert or signal about the problem fired (None: the incident did not come from one).
+    first_signal_at: Mapped[datetime | None]
+    # Lifecycle durations in seconds, kept by the transitions (`incidents/durations.py`) so that reports
+    # aggregate columns instead of subtracting timestamps row by row. None until both ends are known.
+    time_to_detect_seconds: Mapped[float | None] = mapped_column(Float)
+    time_to_acknowledge_seconds: Mapped[float | None] = mapped_column(Float)
+    acknowledge_to_resolve_seconds: Mapped[float | None] = mapped_column(Float)
+    time_to_resolve_seconds: Mapped[float | None] = mapped_column(Float)
 
     __table_args__ = (
         Index(
