@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,6 +12,7 @@ from pathlib import Path
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from playwright.sync_api import Browser, Page, sync_playwright
 from sqlalchemy import create_engine, text
 
 from incident_hub.api.app import create_app
@@ -123,3 +126,60 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if slow:
         config.hook.pytest_deselected(items=slow)
         items[:] = [item for item in items if not item.get_closest_marker("slow")]
+
+
+# ---- a real browser (Debian's headless Chromium through Playwright), for the admin UI tests ----------
+
+CHROMIUM = "/usr/bin/chromium"
+log = logging.getLogger(__name__)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium (.ci/run does)")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
+        yield browser
+        browser.close()
+
+
+class Shots:
+    """Numbered full-page screenshots of one test."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.count = 0
+
+    def take(self, page: Page, name: str) -> None:
+        self.count += 1
+        path = self.directory / f"{self.count:02d}-{name}.png"
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(path), full_page=True)
+        except Exception as error:  # an artifact, not an assertion
+            log.warning("screenshot %s not written: %s", path, error)
+
+
+@pytest.fixture
+def shots(request: pytest.FixtureRequest, tmp_path: Path) -> Shots:
+    root = os.environ.get("INCIDENT_HUB_TEST_ARTIFACTS")
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.name)
+    return Shots(Path(root) / "admin-ui" / name if root else tmp_path / "screenshots")
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    refused: list[str] = []
+    page.on(
+        "console",
+        lambda message: refused.append(message.text) if "Content Security" in message.text else None,
+    )
+    page.on("pageerror", lambda error: refused.append(str(error)))
+    yield page
+    context.close()
+    # htmx and the pages run under the strict Content-Security-Policy without a script error.
+    assert refused == []

@@ -20,6 +20,8 @@ from tests.admin_support import csrf_token, log_in
 from tests.support import Answer, Receiver, wait_until
 
 PAGES = [
+    "/admin/overview",
+    "/admin/overview?days=30",
     "/admin/connectors",
     "/admin/connectors/opsgenie/mapping",
     "/admin/connectors/opsgenie/mapping/versions",

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from fastapi.testclient import TestClient
 from httpx import Response
 from sqlalchemy import select
 
+from incident_hub import clock
 from incident_hub.admin.session import SessionStore
 from incident_hub.api.app import create_app
 from incident_hub.api.auth import Scope
@@ -150,23 +152,37 @@ def test_a_login_form_posted_from_another_browser_is_refused(workers: list[TestC
     assert victim.get(0, "/admin/connectors").status_code == 303
 
 
-def test_an_idle_session_ends_and_its_row_is_deleted(workers: list[TestClient]) -> None:
+@pytest.fixture
+def frozen() -> Iterator[list[datetime]]:
+    """The hub's clock, standing still until the test moves it (sessions expire by it)."""
+    now = [datetime.now(UTC)]
+    clock.use_clock(lambda: now[0])
+    yield now
+    clock.use_clock(None)
+
+
+def test_an_idle_session_ends_and_its_row_is_deleted(
+    workers: list[TestClient], frozen: list[datetime]
+) -> None:
     for worker in workers:
-        _sessions(worker).idle_seconds = 0.5
+        _sessions(worker).idle_seconds = 60
     browser = Browser(workers)
     assert _log_in(browser, form_from=0, post_to=0, key=_admin_key(workers[0])).status_code == 303
+    frozen[0] += timedelta(seconds=59)
     assert browser.get(1, "/admin/connectors").status_code == 200
-    time.sleep(0.6)
+    frozen[0] += timedelta(seconds=61)
     assert browser.get(1, "/admin/connectors").status_code == 303
     assert _stored_sessions(workers[0]) == []
 
 
-def test_expired_sessions_are_deleted_at_the_next_login(workers: list[TestClient]) -> None:
+def test_expired_sessions_are_deleted_at_the_next_login(
+    workers: list[TestClient], frozen: list[datetime]
+) -> None:
     gone, later = Browser(workers), Browser(workers)
     key = _admin_key(workers[0])
     assert _log_in(gone, form_from=0, post_to=0, key=key).status_code == 303
-    _sessions(workers[1]).idle_seconds = 0.2
-    time.sleep(0.3)
+    _sessions(workers[1]).idle_seconds = 60
+    frozen[0] += timedelta(seconds=61)
     assert _log_in(later, form_from=1, post_to=1, key=key).status_code == 303
     assert len(_stored_sessions(workers[0])) == 1  # the login deleted the expired session
     assert later.get(0, "/admin/connectors").status_code == 200

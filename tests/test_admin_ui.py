@@ -7,8 +7,6 @@ a screenshot that cannot be written is logged, never a failure."""
 
 from __future__ import annotations
 
-import logging
-import os
 import re
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -17,54 +15,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 
 from incident_hub.api.auth import Scope
 from incident_hub.commands import IncidentDraft, SubscriptionDraft
 from incident_hub.hub import Hub
 from incident_hub.sandbox.world import World, connect
 from incident_hub.serving import ServerThread
-from tests.conftest import test_settings
+from tests.conftest import Shots, test_settings
 from tests.support import Answer, Receiver, wait_until
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM = "/usr/bin/chromium"
-log = logging.getLogger(__name__)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium (.ci/run does)")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
-        yield browser
-        browser.close()
-
-
-class Shots:
-    """Numbered full-page screenshots of one test."""
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self.count = 0
-
-    def take(self, page: Page, name: str) -> None:
-        self.count += 1
-        path = self.directory / f"{self.count:02d}-{name}.png"
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(path), full_page=True)
-        except Exception as error:  # an artifact, not an assertion
-            log.warning("screenshot %s not written: %s", path, error)
-
-
-@pytest.fixture
-def shots(request: pytest.FixtureRequest, tmp_path: Path) -> Shots:
-    root = os.environ.get("INCIDENT_HUB_TEST_ARTIFACTS")
-    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.name)
-    return Shots(Path(root) / "admin-ui" / name if root else tmp_path / "screenshots")
 
 
 @dataclass
@@ -117,23 +79,6 @@ def site(database_url: str, tmp_path: Path) -> Iterator[Site]:
         yield Site(server.url, hub, world, receiver, key, incident_id)
 
 
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1400, "height": 900})
-    page = context.new_page()
-    page.set_default_timeout(15_000)
-    refused: list[str] = []
-    page.on(
-        "console",
-        lambda message: refused.append(message.text) if "Content Security" in message.text else None,
-    )
-    page.on("pageerror", lambda error: refused.append(str(error)))
-    yield page
-    context.close()
-    # htmx and the pages run under the strict Content-Security-Policy without a script error.
-    assert refused == []
-
-
 def _log_in(page: Page, site: Site, key: str) -> None:
     page.fill("#api_key", key)
     page.click("form[action='/admin/login'] button[type=submit]")
@@ -152,6 +97,8 @@ def test_an_admin_logs_in_and_a_wrong_key_is_refused(page: Page, site: Site, sho
     shots.take(page, "login-refused")
 
     _log_in(page, site, site.admin_key)
+    expect(page).to_have_url(re.compile(r"/admin/overview$"))
+    page.click("header nav a[href='/admin/connectors']")
     expect(page).to_have_url(re.compile(r"/admin/connectors$"))
     row = page.locator("tr[data-connector='jira']")
     expect(row.locator("td.health")).to_contain_text("healthy")

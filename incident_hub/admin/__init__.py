@@ -9,13 +9,15 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from incident_hub.admin import connectors, deliveries, incidents, login, mappings
+from incident_hub.admin import connectors, deliveries, incidents, login, mappings, overview
 from incident_hub.admin.render import STATIC, AdminPageError, error_page, is_htmx, see_other
 from incident_hub.admin.session import CsrfRejected, LoginRequired, SessionStore, current
 from incident_hub.store.db import Database
 
 router = APIRouter(prefix="/admin", include_in_schema=False)
+LANDING = "/admin/overview"
 router.include_router(login.router)
+router.include_router(overview.router)
 router.include_router(connectors.router)
 router.include_router(mappings.router)
 router.include_router(deliveries.router)
@@ -25,7 +27,7 @@ router.include_router(incidents.router)
 @router.get("")
 @router.get("/")
 def home() -> Response:
-    return see_other("/admin/connectors")
+    return see_other(LANDING)
 
 
 def install(app: FastAPI, db: Database) -> None:

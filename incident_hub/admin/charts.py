@@ -88,7 +88,14 @@ def line(
     """One figure over time (e.g. MTTR per week in minutes), with its target as a flat line when given;
     a bucket with nothing to measure is a gap, never a zero."""
     chart = pygal.Line(
-        **_config(title, x_title="", y_title=y_title, x_label_rotation=30, allow_interruptions=True)
+        **_config(
+            title,
+            x_title="",
+            y_title=y_title,
+            x_label_rotation=30,
+            allow_interruptions=True,
+            include_x_axis=True,
+        )
     )
     chart.x_labels = list(x_labels)
     chart.add(name, list(values))

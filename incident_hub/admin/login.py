@@ -25,7 +25,7 @@ router = APIRouter()
 def _safe_next(target: str | None) -> str:
     """Only back into the admin UI: never an open redirect to another site (`//evil.example`), nor a
     path that leaves /admin once normalised (`/admin/..//evil.example`)."""
-    default = "/admin/connectors"
+    default = "/admin/overview"
     if not target or "\\" in target:
         return default
     parts = urlsplit(target)

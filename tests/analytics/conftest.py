@@ -56,7 +56,7 @@ def fake_clock() -> Iterator[FakeClock]:
 class Week:
     """Drives the API at given instants of the fake clock."""
 
-    def __init__(self, api: TestClient, fake: FakeClock) -> None:
+    def __init__(self, api: Any, fake: FakeClock) -> None:
         self.api = api
         self.fake = fake
         self.ids: dict[str, str] = {}
@@ -89,6 +89,11 @@ def service(name: str, impact: str) -> dict[str, Any]:
 
 @pytest.fixture
 def week(api: TestClient, fake_clock: FakeClock) -> Week:
+    return build_week(api, fake_clock)
+
+
+def build_week(api: Any, fake_clock: FakeClock) -> Week:
+    """The week above, made through `api` (a TestClient, or an httpx client of a real server)."""
     w = Week(api, fake_clock)
     w.create("H", at("10-19", "12:00"), severity="SEV3_MEDIUM", **service("checkout", "total_outage"))
     w.api.patch(f"/api/v1/incidents/{w.ids['H']}", json={"root_cause": "Disk full"})
