@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from sqlalchemy import event, text
 
-from incident_hub.incident_pages import encode_cursor
+from incident_hub.incident_pages import IncidentFilters, encode_cursor
 from incident_hub.incidents import IncidentService
 from incident_hub.settings import Settings
 from incident_hub.store import migrate
@@ -68,7 +68,7 @@ def _list_statement(db: Database, filters: dict[str, Any], *, second_page: bool)
 
     event.listen(db.engine, "before_cursor_execute", record)
     try:
-        service.search(**filters, cursor=cursor, limit=PAGE)
+        service.search(IncidentFilters(**filters), cursor=cursor, limit=PAGE)
     finally:
         event.remove(db.engine, "before_cursor_execute", record)
     # The page itself; the selectin loads of its steps, responses and links follow it.
