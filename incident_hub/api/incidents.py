@@ -124,7 +124,6 @@ Until = Annotated[datetime | None, Query(description="Until this time, excluded 
     "",
     response_model=IncidentPage,
     dependencies=[Depends(refuse_unknown_query)],
-    responses={400: {"description": "A query parameter this list does not take (named in the answer)"}},
 )
 def list_incidents(
     request: Request,
