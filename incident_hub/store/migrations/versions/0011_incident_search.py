@@ -58,12 +58,22 @@ def upgrade() -> None:
 
 def _trigram_schema(bind: sa.Connection) -> str | None:
     """The schema holding pg_trgm, created here if it is not yet; None where this role may not create it
-    (the text filters then read without an index)."""
-    try:
-        with bind.begin_nested():
-            bind.exec_driver_sql("CREATE EXTENSION IF NOT EXISTS pg_trgm")
-    except DBAPIError as error:
-        log.warning("pg_trgm is unavailable, text search runs without trigram indexes: %s", error.orig)
+    (the text filters then read without an index). It goes to `public` where it can, so that dropping the
+    hub's own schema does not take another schema's indexes with it (one database has one pg_trgm)."""
+    failure: DBAPIError | None = None
+    for statement in (
+        "CREATE EXTENSION IF NOT EXISTS pg_trgm SCHEMA public",
+        "CREATE EXTENSION IF NOT EXISTS pg_trgm",
+    ):
+        try:
+            with bind.begin_nested():
+                bind.exec_driver_sql(statement)
+            failure = None
+            break
+        except DBAPIError as error:
+            failure = error
+    if failure is not None:
+        log.warning("pg_trgm is unavailable, text search runs without trigram indexes: %s", failure.orig)
         return None
     schema: str = bind.exec_driver_sql(
         "SELECT extnamespace::regnamespace::text FROM pg_extension WHERE extname = 'pg_trgm'"
