@@ -1,8 +1,15 @@
 """Component health signals from monitoring: `stuck`/`stopped` opens an incident, `active` resolves it.
 
-A signal names a host, a device on it and a component of that device. Its key (`signal:host/device/
-component`) is the incident's dedup key, so at most one incident is open per component. Most signals
-repeat what is already known (a component that stays stuck reports every minute): those cost one read.
+A signal names a host, a device on it, a component of that device and, for capture devices, the capture
+folder it writes to. Its key (`signal:host/device/component`, then `/capture folder` when one is named) is
+the incident's dedup key, so at most one incident is open per (device, capture folder, component). Most
+signals repeat what is already known (a component that stays stuck reports every minute): those cost one
+read. The incident carries what the signal said as tags (`host:`, `device:`, `component:`,
+`capture_folder:`, `device_name:`, `video_device:`, `incident_type:`), which the incident list filters on.
+
+Signals take the monitor's own field names as well (`host_name`, `device_id`). A field the model does not
+know is refused (422, naming it) rather than kept: a misspelt `capture_folder` would otherwise file the
+fault under another key and open a second incident for it.
 
 Severity by rule: `stopped` is SEV1_CRITICAL, `stuck` SEV2_HIGH; a stuck component that stops raises its
 open incident to SEV1. `active` resolves the open incident with a resolution note.
@@ -10,10 +17,11 @@ open incident to SEV1. `active` resolves the open incident with a resolution not
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
 from incident_hub.clock import utcnow
@@ -31,6 +39,8 @@ class ComponentStatus(StrEnum):
 
 SEVERITY = {ComponentStatus.STOPPED: Severity.SEV1_CRITICAL, ComponentStatus.STUCK: Severity.SEV2_HIGH}
 _RANK = list(Severity)
+# The incidents' dedup key column holds 255 characters; a longer key is stored as its digest.
+_KEY_LIMIT = 255
 
 
 class Signal(BaseModel):
@@ -44,21 +54,79 @@ class Signal(BaseModel):
                     "component": "replication",
                     "status": "stuck",
                     "message": "replica lag 900 s",
-                }
+                },
+                {
+                    "host_name": "capture-01",
+                    "device_id": "cam-07",
+                    "device_name": "Studio B camera",
+                    "capture_folder": "/srv/capture/studio-b",
+                    "video_device": "/dev/video2",
+                    "incident_type": "ffmpeg_failure",
+                    "component": "ffmpeg",
+                    "status": "stopped",
+                    "message": "ffmpeg exited with code 1",
+                },
             ]
         },
     )
 
-    host: str = Field(min_length=1, max_length=100, pattern=r"^[^/]+$")
-    device: str = Field(min_length=1, max_length=100, pattern=r"^[^/]+$")
+    host: str = Field(
+        min_length=1,
+        max_length=100,
+        pattern=r"^[^/]+$",
+        validation_alias=AliasChoices("host", "host_name"),
+        description="The host (also accepted as `host_name`).",
+    )
+    device: str = Field(
+        min_length=1,
+        max_length=100,
+        pattern=r"^[^/]+$",
+        validation_alias=AliasChoices("device", "device_id"),
+        description="The device on the host (also accepted as `device_id`).",
+    )
     component: str = Field(min_length=1, max_length=100, pattern=r"^[^/]+$")
     status: ComponentStatus
+    capture_folder: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=500,
+        description="The folder a capture device writes to: one open incident per device, capture folder "
+        "and component.",
+    )
+    device_name: str | None = Field(default=None, min_length=1, max_length=200)
+    video_device: str | None = Field(default=None, min_length=1, max_length=200, examples=["/dev/video0"])
+    incident_type: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=100,
+        examples=["ffmpeg_failure", "monitor_failure", "system_failure"],
+    )
     message: str | None = Field(default=None, max_length=2000)
     observed_at: datetime | None = Field(default=None, description="When the monitor saw it (for the note).")
 
     @property
     def key(self) -> str:
-        return f"signal:{self.host}/{self.device}/{self.component}"
+        """The dedup key of the incident this signal is about."""
+        key = f"signal:{self.host}/{self.device}/{self.component}"
+        if self.capture_folder is not None:
+            # Host, device and component hold no `/`: everything after the third one is the folder.
+            key += f"/{self.capture_folder}"
+        if len(key) > _KEY_LIMIT:
+            key = f"signal:sha256:{hashlib.sha256(key.encode()).hexdigest()}"
+        return key
+
+    def tags(self) -> list[str]:
+        """What the signal says about its subject, as the incident's tags."""
+        named = {
+            "host": self.host,
+            "device": self.device,
+            "component": self.component,
+            "capture_folder": self.capture_folder,
+            "device_name": self.device_name,
+            "video_device": self.video_device,
+            "incident_type": self.incident_type,
+        }
+        return [f"{name}:{value}" for name, value in named.items() if value is not None]
 
 
 class SignalAction(StrEnum):
@@ -133,14 +201,14 @@ class Signals:
             )
         created = self.incidents.create(
             IncidentDraft(
-                title=f"{signal.component} {signal.status.value} on {signal.host}/{signal.device}",
+                title=_title(signal),
                 description=signal.message,
                 severity=wanted,
                 dedup_key=signal.key,
                 source="signals",
                 # The monitor's first sighting starts the time to detect; unstated, it is now.
                 first_signal_at=signal.observed_at or utcnow(),
-                tags=[f"host:{signal.host}", f"device:{signal.device}", f"component:{signal.component}"],
+                tags=signal.tags(),
                 author="signals",
             )
         )
@@ -155,7 +223,17 @@ class Signals:
         )
 
 
+def _subject(signal: Signal) -> str:
+    folder = f" ({signal.capture_folder})" if signal.capture_folder else ""
+    return f"{signal.host}/{signal.device}{folder}"
+
+
+def _title(signal: Signal) -> str:
+    kind = f"{signal.incident_type}: " if signal.incident_type else ""
+    return f"{kind}{signal.component} {signal.status.value} on {_subject(signal)}"[:500]
+
+
 def _said(signal: Signal) -> str:
     when = f" at {signal.observed_at.isoformat()}" if signal.observed_at else ""
     detail = f": {signal.message}" if signal.message else ""
-    return f"{signal.component} on {signal.host}/{signal.device} {signal.status.value}{when}{detail}"
+    return f"{signal.component} on {_subject(signal)} {signal.status.value}{when}{detail}"

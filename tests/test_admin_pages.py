@@ -286,6 +286,20 @@ def test_incidents_are_filtered_by_status_severity_and_team(hub: Hub, client: Te
     assert "No incident matches" in client.get("/admin/incidents?status=CLOSED").text
 
 
+def test_incidents_are_searched_by_text_service_and_component(hub: Hub, client: TestClient) -> None:
+    _incident(hub, "Search slow", description="Index rebuild stalled", affected_services=["search-api"])
+    _incident(hub, "Payments down", affected_services=["payments-db"], tags=["component:replication"])
+    log_in(client, hub)
+    stalled = client.get("/admin/incidents?q=REBUILD").text
+    assert "Search slow" in stalled and "Payments down" not in stalled
+    assert 'value="REBUILD"' in stalled
+    payments = client.get("/admin/incidents?service=payments-db").text
+    assert "Payments down" in payments and "Search slow" not in payments
+    replication = client.get("/admin/incidents?component=replication").text
+    assert "Payments down" in replication and "Search slow" not in replication
+    assert "No incident matches" in client.get("/admin/incidents?q=nowhere").text
+
+
 def test_an_incident_page_shows_its_timeline(hub: Hub, client: TestClient) -> None:
     incident_id = _incident(hub, "Checkout 5xx", severity=Severity.SEV2_HIGH.value)
     log_in(client, hub)

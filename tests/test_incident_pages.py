@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from sqlalchemy import insert
 
+from incident_hub.incident_pages import IncidentFilters
 from incident_hub.incidents import IncidentService
 from incident_hub.model import Severity, Status
 from incident_hub.settings import Settings
@@ -77,7 +78,7 @@ def test_paging_with_a_filter_returns_every_match_once_newest_first(
     seen: list[str] = []
     cursor: str | None = None
     for _ in range(len(rows)):
-        page = service.search(**filters, cursor=cursor, limit=3)
+        page = service.search(IncidentFilters(**filters), cursor=cursor, limit=3)
         assert len(page.incidents) <= 3
         seen += [str(incident.id) for incident in page.incidents]
         cursor = page.next_cursor

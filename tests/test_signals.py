@@ -95,3 +95,83 @@ def test_bad_signals_are_refused_with_the_field_named(api: TestClient) -> None:
     assert response.status_code == 422
     assert "status" in response.text
     assert api.post("/api/v1/signals", json=STUCK | {"host": "a/b"}).status_code == 422
+
+
+CAPTURE = {
+    "host_name": "capture-01",
+    "device_id": "cam-07",
+    "device_name": "Studio B camera",
+    "capture_folder": "/srv/capture/studio-b",
+    "video_device": "/dev/video2",
+    "incident_type": "ffmpeg_failure",
+    "component": "ffmpeg",
+    "status": "stopped",
+    "message": "ffmpeg exited with code 1",
+}
+
+
+def test_seed_device_fields_reach_the_incident_and_its_filters(api: TestClient) -> None:
+    opened = api.post("/api/v1/signals", json=CAPTURE)
+    assert opened.status_code == 201, opened.text
+    incident = api.get(f"/api/v1/incidents/{opened.json()['incident_id']}").json()
+    assert incident["title"] == "ffmpeg_failure: ffmpeg stopped on capture-01/cam-07 (/srv/capture/studio-b)"
+    assert incident["description"] == "ffmpeg exited with code 1"
+    assert incident["dedup_key"] == "signal:capture-01/cam-07/ffmpeg//srv/capture/studio-b"
+    assert incident["tags"] == [
+        "host:capture-01",
+        "device:cam-07",
+        "component:ffmpeg",
+        "capture_folder:/srv/capture/studio-b",
+        "device_name:Studio B camera",
+        "video_device:/dev/video2",
+        "incident_type:ffmpeg_failure",
+    ]
+    api.post("/api/v1/signals", json=STUCK)
+    for query in (
+        {"device": "cam-07"},
+        {"host": "capture-01", "component": "ffmpeg"},
+        {"tag": "incident_type:ffmpeg_failure"},
+        {"tag": "capture_folder:/srv/capture/studio-b"},
+    ):
+        listed = api.get("/api/v1/incidents", params=query).json()["items"]
+        assert [item["id"] for item in listed] == [incident["id"]], query
+
+
+def test_one_open_incident_per_device_capture_folder_and_component(api: TestClient) -> None:
+    studio_b = api.post("/api/v1/signals", json=CAPTURE).json()
+    studio_c = api.post("/api/v1/signals", json=CAPTURE | {"capture_folder": "/srv/capture/studio-c"}).json()
+    assert studio_b["action"] == studio_c["action"] == "opened"
+    assert studio_b["incident_id"] != studio_c["incident_id"]
+    # The seed's names and the hub's own name the same device.
+    same = CAPTURE | {"status": "stuck"}
+    del same["host_name"], same["device_id"]
+    same |= {"host": "capture-01", "device": "cam-07"}
+    again = api.post("/api/v1/signals", json=same).json()
+    assert (again["action"], again["incident_id"]) == ("already_open", studio_b["incident_id"])
+    resolved = api.post("/api/v1/signals", json=CAPTURE | {"status": "active"}).json()
+    assert (resolved["action"], resolved["incident_id"]) == ("resolved", studio_b["incident_id"])
+    assert api.get(f"/api/v1/incidents/{studio_c['incident_id']}").json()["status"] == "OPEN"
+    # Without a capture folder the component has its own incident, as before.
+    plain = {k: v for k, v in CAPTURE.items() if k != "capture_folder"}
+    assert api.post("/api/v1/signals", json=plain).json()["action"] == "opened"
+
+
+def test_a_misspelt_or_empty_field_is_refused_and_long_names_still_open_one_incident(api: TestClient) -> None:
+    misspelt = api.post("/api/v1/signals", json=CAPTURE | {"capture_foldr": "/srv/capture/studio-d"})
+    assert misspelt.status_code == 422 and "capture_foldr" in misspelt.text
+    assert api.post("/api/v1/signals", json=CAPTURE | {"capture_folder": ""}).status_code == 422
+    # Names at their limits make a key longer than the column: stored as a digest, still one per subject.
+    long = STUCK | {
+        "host": "h" * 100,
+        "device": "d" * 100,
+        "component": "c" * 100,
+        "capture_folder": "/" + "f" * 499,
+    }
+    first = api.post("/api/v1/signals", json=long)
+    assert first.status_code == 201, first.text
+    assert (
+        api.get(f"/api/v1/incidents/{first.json()['incident_id']}")
+        .json()["dedup_key"]
+        .startswith("signal:sha256:")
+    )
+    assert api.post("/api/v1/signals", json=long).json()["action"] == "already_open"

@@ -10,6 +10,7 @@ from fastapi.responses import HTMLResponse
 from incident_hub.admin.render import hub_errors, render
 from incident_hub.admin.session import Admin
 from incident_hub.hub import Hub
+from incident_hub.incident_pages import IncidentFilters
 from incident_hub.model import Severity, Status
 from incident_hub.sync.in_doubt import list_duplicates
 
@@ -30,20 +31,32 @@ def incidents_page(
     status: str = "",
     severity: str = "",
     team: str = "",
+    q: str = "",
+    service: str = "",
+    component: str = "",
     cursor: str | None = None,
 ) -> HTMLResponse:
     # Unknown filter values are ignored rather than refused: they come from the page's own selects.
     statuses = [Status(status)] if status in Status.__members__.values() else []
     severities = [Severity(severity)] if severity in Severity.__members__.values() else []
+    wanted = IncidentFilters(
+        status=statuses,
+        severity=severities,
+        assigned_team=team.strip() or None,
+        q=q.strip()[:200] or None,
+        affected_service=[service.strip()] if service.strip() else [],
+        component=[component.strip()] if component.strip() else [],
+    )
     with hub_errors():
-        page = _hub(request).incidents.search(
-            status=statuses,
-            severity=severities,
-            assigned_team=team.strip() or None,
-            cursor=cursor,
-            limit=PAGE,
-        )
-    filters = {"status": status, "severity": severity, "team": team}
+        page = _hub(request).incidents.search(wanted, cursor=cursor, limit=PAGE)
+    filters = {
+        "status": status,
+        "severity": severity,
+        "team": team,
+        "q": q,
+        "service": service,
+        "component": component,
+    }
     next_query = None
     if page.next_cursor:
         next_query = urlencode({k: v for k, v in filters.items() if v} | {"cursor": page.next_cursor})

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request, Response
+from fastapi import Depends, FastAPI, Request, Response
 from fastapi.routing import APIRoute
 
 from incident_hub import __version__
@@ -16,6 +16,7 @@ from incident_hub.api import audit as audit_api
 from incident_hub.api import connectors, incidents, ops, outbox, problems, reconciliations, signals
 from incident_hub.api import mappings as mappings_api
 from incident_hub.api.middleware import BodyLimit, DirectRoute, Metrics
+from incident_hub.api.params import refuse_unknown_query
 from incident_hub.hub import Hub
 from incident_hub.logs import configure as configure_logging
 from incident_hub.metrics import AnalyticsCollector, process_exiting
@@ -49,12 +50,10 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
     app.state.analytics = Analytics(hub.db, settings)
     hub.metrics_registry.register(AnalyticsCollector(app.state.analytics))
     problems.install(app)
-    app.include_router(incidents.router)
-    app.include_router(outbox.router)
-    app.include_router(connectors.router)
-    app.include_router(mappings_api.router)
-    app.include_router(audit_api.router)
-    app.include_router(reconciliations.router)
+    # A GET naming a query parameter its route does not take is refused, so a misspelt filter is not
+    # read as "no filter".
+    for api in (incidents, outbox, connectors, mappings_api, audit_api, reconciliations):
+        app.include_router(api.router, dependencies=[Depends(refuse_unknown_query)])
     app.include_router(signals.router)
     app.include_router(analytics_api.router)
     app.include_router(ops.router)

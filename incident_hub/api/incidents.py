@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Path, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, status
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from incident_hub.api.auth import Reader, Writer
+from incident_hub.api.params import refuse_unknown_query
 from incident_hub.commands import (
     EscalationRequest,
     IncidentDraft,
@@ -19,6 +21,7 @@ from incident_hub.commands import (
     StatusChange,
 )
 from incident_hub.errors import VersionMismatch
+from incident_hub.incident_pages import IncidentFilters
 from incident_hub.incidents import IncidentService
 from incident_hub.model import (
     AutomatedResponse,
@@ -110,20 +113,72 @@ async def create_incident(draft: IncidentDraft, request: Request, _: Writer) -> 
     )
 
 
-@router.get("", response_model=IncidentPage)
+Several = Query(description="Repeat for several: any of them matches.")
+Name = Annotated[str, Query(min_length=1, max_length=200)]
+Text = Annotated[str | None, Query(min_length=1, max_length=200)]
+Since = Annotated[datetime | None, Query(description="From this time, included (RFC 3339).")]
+Until = Annotated[datetime | None, Query(description="Until this time, excluded (RFC 3339).")]
+
+
+@router.get(
+    "",
+    response_model=IncidentPage,
+    dependencies=[Depends(refuse_unknown_query)],
+)
 def list_incidents(
     request: Request,
     _: Reader,
     status_: Annotated[list[Status] | None, Query(alias="status", description="Repeat for several.")] = None,
     severity: Annotated[list[Severity] | None, Query(description="Repeat for several.")] = None,
     assigned_team: str | None = None,
+    affected_service: Annotated[list[Name] | None, Several] = None,
+    component: Annotated[list[Name] | None, Several] = None,
+    device: Annotated[list[Name] | None, Several] = None,
+    host: Annotated[list[Name] | None, Several] = None,
+    tag: Annotated[list[Name] | None, Several] = None,
+    source: Annotated[list[Name] | None, Several] = None,
+    root_cause: Annotated[Text, Query(description="Text in the root cause (field or summary).")] = None,
+    q: Annotated[
+        Text, Query(description="Text in the title, description, summary or any timeline entry.")
+    ] = None,
+    created_from: Since = None,
+    created_to: Until = None,
+    detected_from: Since = None,
+    detected_to: Until = None,
+    resolved_from: Since = None,
+    resolved_to: Until = None,
+    sla_breached: bool | None = None,
+    connector: Annotated[
+        list[Name] | None, Query(description="Linked to this connector (repeat: to any of them).")
+    ] = None,
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> IncidentPage:
-    """Incidents, newest first, filtered by status, severity and team."""
-    page = _service(request).search(
-        status=status_ or (), severity=severity or (), assigned_team=assigned_team, cursor=cursor, limit=limit
+    """Incidents, newest first. Every filter given must hold; a repeated one matches any of its values;
+    text matches case-insensitive substrings; `*_from` includes its time and `*_to` excludes it. A query
+    parameter the list does not take is refused (400)."""
+    filters = IncidentFilters(
+        status=status_ or (),
+        severity=severity or (),
+        assigned_team=assigned_team,
+        affected_service=affected_service or (),
+        component=component or (),
+        device=device or (),
+        host=host or (),
+        tag=tag or (),
+        source=source or (),
+        root_cause=root_cause,
+        q=q,
+        created_from=created_from,
+        created_to=created_to,
+        detected_from=detected_from,
+        detected_to=detected_to,
+        resolved_from=resolved_from,
+        resolved_to=resolved_to,
+        sla_breached=sla_breached,
+        connector=connector or (),
     )
+    page = _service(request).search(filters, cursor=cursor, limit=limit)
     return IncidentPage(items=page.incidents, next_cursor=page.next_cursor)
 
 

@@ -9,7 +9,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Path, Query
+from fastapi import Path, Query, Request
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
+
+from incident_hub.errors import HubError
 
 MAX_ROW_ID = 2**63 - 1
 
@@ -20,3 +24,32 @@ Cursor = Annotated[
     int | None,
     Query(ge=0, le=MAX_ROW_ID, description="Cursor: the last id of the previous page."),
 ]
+
+
+class UnknownParameters(HubError):
+    status = 400
+    title = "Unknown query parameters"
+
+
+def refuse_unknown_query(request: Request) -> None:
+    """A GET whose query names a parameter its route does not take is refused (400, naming them): a
+    misspelt filter would otherwise list everything as if it had matched."""
+    route = request.scope.get("route")
+    if request.method != "GET" or not isinstance(route, APIRoute):
+        return
+    known = _query_names(route.dependant)
+    unknown = sorted(set(request.query_params) - known)
+    if unknown:
+        raise UnknownParameters(
+            f"unknown query parameter{'s' if len(unknown) > 1 else ''}: {', '.join(unknown)}; "
+            f"this route takes: {', '.join(sorted(known)) or 'none'}",
+            unknown_parameters=unknown,
+        )
+
+
+def _query_names(dependant: Dependant) -> set[str]:
+    """The query parameters a route reads, its dependencies' included."""
+    names = {param.alias for param in dependant.query_params}
+    for dependency in dependant.dependencies:
+        names |= _query_names(dependency)
+    return names

@@ -67,7 +67,7 @@ PROBLEM_SCHEMA: dict[str, Any] = {
     "additionalProperties": True,
 }
 _ANSWERS = {
-    400: "The body is not JSON",
+    400: "The body is not JSON, or the query names a parameter the route does not take",
     401: "No API key, or one that is unknown or revoked (webhooks: no valid signature or secret)",
     403: "The key lacks the scope this operation needs",
     404: "Nothing with that id",
@@ -95,6 +95,8 @@ def _declare_problems(schema: dict[str, Any]) -> dict[str, Any]:
                 codes |= {401, 403, 429}
             if "{" in path:
                 codes.add(404)
+            if method == "get" and path.startswith("/api/"):
+                codes.add(400)  # an unknown query parameter (`params.refuse_unknown_query`)
             if method in ("post", "put", "patch", "delete") and not path.startswith("/webhooks/"):
                 codes |= {400, 409}
             if any(p.get("name", "").lower() == "if-match" for p in operation.get("parameters", [])):

@@ -20,7 +20,9 @@ router = APIRouter(tags=["signals"])
 )
 async def post_signal(signal: Signal, request: Request, response: Response, _: Writer) -> SignalOutcome:
     """`stuck`/`stopped` opens an incident for the component (stopped SEV1, stuck SEV2; at most one open
-    per host/device/component) or raises the open one; `active` resolves it with a resolution note."""
+    per host, device, capture folder and component) or raises the open one; `active` resolves it with a
+    resolution note. The seed's fields (`host_name`, `device_id`, `device_name`, `capture_folder`,
+    `video_device`, `incident_type`) become the incident's tags; an unknown field is refused (422)."""
     hub: Hub = request.app.state.hub
     outcome = await asyncio.to_thread(Signals(hub.incidents).process, signal)
     if outcome.action is SignalAction.OPENED:

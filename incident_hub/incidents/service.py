@@ -4,7 +4,7 @@ and emits its event (outbox), so what subscribers and connectors see always matc
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
@@ -25,7 +25,7 @@ from incident_hub.commands import (
     StatusChange,
 )
 from incident_hub.errors import Conflict, InvalidRequest
-from incident_hub.incident_pages import encode_cursor, list_query
+from incident_hub.incident_pages import NO_FILTERS, IncidentFilters, encode_cursor, list_query
 from incident_hub.incidents import durations
 from incident_hub.incidents.creation import Created, Creation
 from incident_hub.incidents.rows import (
@@ -113,19 +113,12 @@ class IncidentService:
         return to_model(load(session, incident_id))
 
     def search(
-        self,
-        *,
-        status: Sequence[Status] = (),
-        severity: Sequence[Severity] = (),
-        assigned_team: str | None = None,
-        cursor: str | None = None,
-        limit: int = 50,
+        self, filters: IncidentFilters = NO_FILTERS, *, cursor: str | None = None, limit: int = 50
     ) -> Page:
-        """Newest first; `cursor` continues where the previous page ended."""
+        """The incidents matching `filters`, newest first; `cursor` continues where the previous page
+        ended."""
         query = list_query(
-            status=status,
-            severity=severity,
-            assigned_team=assigned_team,
+            filters,
             cursor=cursor,
             limit=limit + 1,
             options=EAGER,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
@@ -19,6 +21,20 @@ def alembic_config(database: Database) -> Config:
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["engine"] = database.engine
     return config
+
+
+def declared_for(dialect: str) -> Callable[[Any, str | None, str, bool, Any], bool]:
+    """Alembic's `include_object` for comparing a database of `dialect` with the tables: an index the
+    tables declare for another dialect only (`.ddl_if(dialect=...)`) is not expected there."""
+
+    def include(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
+        only = getattr(obj, "_ddl_if", None)
+        if only is None or only.dialect is None:
+            return True
+        dialects = (only.dialect,) if isinstance(only.dialect, str) else tuple(only.dialect)
+        return dialect in dialects
+
+    return include
 
 
 def upgrade(database: Database, revision: str = "head") -> None:

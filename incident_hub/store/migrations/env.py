@@ -5,6 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Engine
 
+from incident_hub.store.migrate import declared_for
 from incident_hub.store.tables import Base
 
 engine: Engine = context.config.attributes["engine"]
@@ -13,7 +14,12 @@ with engine.connect() as connection:
     if engine.dialect.name == "postgresql":
         # Several replicas may start at once: one migrates, the others wait for it.
         connection.exec_driver_sql("SELECT pg_advisory_lock(727274)")
-    context.configure(connection=connection, target_metadata=Base.metadata, render_as_batch=True)
+    context.configure(
+        connection=connection,
+        target_metadata=Base.metadata,
+        render_as_batch=True,
+        include_object=declared_for(engine.dialect.name),
+    )
     try:
         with context.begin_transaction():
             context.run_migrations()
