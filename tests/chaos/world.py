@@ -39,7 +39,7 @@ from incident_hub.model import Severity
 from incident_hub.sandbox.world import VENDORS, OpsgenieSide, Side, World, start_sandboxes
 from incident_hub.store.db import Database
 from incident_hub.store.tables import DeliveryRow, EventRow, InboxRow
-from tests.test_crash_recovery import HubProcess, admin_key, api_client, wait_until
+from tests.test_crash_recovery import HubProcess, admin_key, api_client
 
 # Fast polling, short leases (a killed hub's claims are free again within seconds), no reconciler (a
 # repair pass would hide a push that went missing: here only pushes may bring a vendor in step).
@@ -612,7 +612,3 @@ def _differences(side: Side, ref: str, incident: dict[str, Any]) -> list[str]:
         for name, (theirs, ours) in found.items()
         if theirs != ours
     ]
-
-
-def wait_for(condition: Callable[[], bool], timeout: float, describe: Callable[[], str]) -> None:
-    wait_until(condition, timeout, describe)
