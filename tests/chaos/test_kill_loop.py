@@ -59,7 +59,7 @@ class Killer(threading.Thread):
                 self.world.fault(f"SIGKILL hub (kill {n}) at {time.monotonic() - self.began:.1f} s")
                 self.world.kill()
                 self.world.start()
-                self.world.fault(f"hub restarted at {time.monotonic() - self.began:.1f} s")
+                self.world.fault(f"hub restarted at {time.monotonic() - self.began:.1f} s", injected=False)
         except BaseException as error:  # reported by the test
             self.error = error
 

@@ -103,7 +103,7 @@ def test_vendor_outage_429_storms_and_a_database_cut_lose_nothing(
                 )
                 proxy.cut()
             if once("restore", elapsed, DATABASE_CUT[0] + DATABASE_CUT[1]):
-                world.fault("database back")
+                world.fault("database back", injected=False)
                 proxy.start()
             if int(elapsed * 10) % 10 == 0:  # about once a second
                 for target, age in oldest_pending_age(world).items():
@@ -178,7 +178,7 @@ def test_sqlite_disk_full_answers_503_and_recovers_without_a_restart(tmp_path: P
                 world.fault("disk full (a file takes every free byte of the tmpfs)")
                 state["filler"] = fill(disk)
             if elapsed >= 20 and "freed" not in state:
-                world.fault("space freed")
+                world.fault("space freed", injected=False)
                 state["filler"].unlink()
                 state["freed"] = disk
 

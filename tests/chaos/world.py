@@ -98,10 +98,12 @@ class ChaosWorld:
                 answer = api.put(f"/api/v1/connectors/{config['id']}", json={**config, **CONNECTOR_SETTINGS})
                 assert answer.status_code == 200, answer.text
 
-    def fault(self, what: str) -> None:
-        """Log a fault injected, with the time (the test's output says what happened when)."""
+    def fault(self, what: str, *, injected: bool = True) -> None:
+        """Log a fault injected (or, `injected=False`, its end), with the time: the test's output says what
+        happened when; `faults` counts the injected ones."""
         line = f"{datetime.now(UTC):%H:%M:%S.%f}"[:-3] + f" {what}"
-        self.faults.append(line)
+        if injected:
+            self.faults.append(line)
         print(f"fault: {line}", flush=True)
 
     def backlog(self) -> dict[str, int]:
