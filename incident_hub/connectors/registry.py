@@ -16,7 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 from sqlalchemy import select
 
-from incident_hub.clock import utcnow
+from incident_hub.clock import as_utc, utcnow
 from incident_hub.connectors.base import (
     Connector,
     ConnectorConfig,
@@ -217,8 +217,12 @@ class ConnectorRegistry:
             if row is None:
                 return False
             row.consecutive_failures += 1
-            if row.consecutive_failures >= self.failure_threshold and row.paused_until is None:
-                row.paused_until = utcnow() + self.cool_down
+            now = utcnow()
+            # After a cool-down the connector is tried again (half open): one more failure pauses it for
+            # another cool-down, or a long outage would spend every delivery's attempts and kill them.
+            closed = row.paused_until is None or as_utc(row.paused_until) <= now
+            if row.consecutive_failures >= self.failure_threshold and closed:
+                row.paused_until = now + self.cool_down
                 row.pause_reason = f"{row.consecutive_failures} failures in a row; last: {reason[:500]}"
                 log.warning("connector paused", extra={"connector": connector_id, "reason": row.pause_reason})
                 paused = True

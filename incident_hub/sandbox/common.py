@@ -165,6 +165,12 @@ class Knobs(BaseModel):
         "`retry_after_seconds`.",
     )
     retry_after_seconds: int = Field(default=1, ge=0, description="Retry-After sent with 429 and 503.")
+    unavailable_seconds: float = Field(
+        default=0.0,
+        ge=0,
+        description="An outage: every request for this many seconds from when the knobs are set gets 503 "
+        "with `retry_after_seconds` (the vendor down for maintenance). Nothing is applied meanwhile.",
+    )
     rate_limit: int | None = Field(
         default=None,
         ge=1,
@@ -223,6 +229,8 @@ class SandboxState:
     # The enforced limit's bucket: tokens left, and when they were last counted (monotonic).
     tokens: float | None = None
     tokens_at: float = 0.0
+    # The outage `knobs.unavailable_seconds` started: requests get 503 until then (monotonic).
+    unavailable_until: float = 0.0
 
     def next_number(self) -> int:
         with self.lock:
@@ -244,10 +252,24 @@ class SandboxState:
                 return "slow"
         return None
 
+    def set_knobs(self, knobs: Knobs) -> None:
+        """Use `knobs` from now on; an outage they ask for starts now."""
+        with self.lock:
+            self.knobs = knobs
+            self.unavailable_until = (
+                time.monotonic() + knobs.unavailable_seconds if knobs.unavailable_seconds else 0.0
+            )
+
+    def outage(self, seconds: float) -> None:
+        """Answer every vendor API request 503 (with Retry-After) for `seconds` from now."""
+        self.set_knobs(self.knobs.model_copy(update={"unavailable_seconds": seconds}))
+
     def take_failure(self) -> tuple[int, float] | None:
         """The injected failure for this request, if any: (status, seconds to wait first)."""
         with self.lock:
             knobs = self.knobs
+            if self.unavailable_until and time.monotonic() < self.unavailable_until:
+                return 503, 0.0
             if knobs.fail_next:
                 return knobs.fail_next.pop(0), 0.0
             if knobs.timeout_next:
@@ -360,7 +382,11 @@ class KnobsMiddleware:
             status, wait = failure
             if wait:
                 await asyncio.sleep(wait)
-            note = "swallowed" if held else "injected"
+            note = (
+                "swallowed"
+                if held
+                else ("unavailable" if time.monotonic() < self.state.unavailable_until else "injected")
+            )
             if status == 429:
                 limited = self.state.rate_limit_headers(knobs.retry_after_seconds, knobs)
                 limited.setdefault("retry-after", str(knobs.retry_after_seconds))
@@ -440,7 +466,7 @@ def control_router(state: SandboxState) -> APIRouter:
 
     @router.put("/knobs")
     def put_knobs(knobs: Knobs) -> Knobs:
-        state.knobs = knobs
+        state.set_knobs(knobs)
         return knobs
 
     @router.put("/webhooks")

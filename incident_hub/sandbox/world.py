@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import secrets
 import ssl
 import uuid
@@ -63,6 +64,12 @@ _SN_IMPACT_URGENCY = {
     Severity.SEV2_HIGH: ("1", "2"),
     Severity.SEV3_MEDIUM: ("2", "2"),
     Severity.SEV4_LOW: ("2", "3"),
+}
+_PD_LOG_STATUS = {
+    "trigger_log_entry": "open",
+    "acknowledge_log_entry": "working",
+    "unacknowledge_log_entry": "open",
+    "resolve_log_entry": "resolved",
 }
 _SN_PRIORITY = {"1": Severity.SEV1_CRITICAL, "2": Severity.SEV2_HIGH, "3": Severity.SEV3_MEDIUM}
 
@@ -120,6 +127,17 @@ class Side(ABC):
     @abstractmethod
     def vendor_status(self, ref: str) -> str:
         """The status in the vendor's own words."""
+
+    @abstractmethod
+    def status_path(self, ref: str) -> list[str]:
+        """The statuses (open/working/resolved) the object went through, from the vendor's own record of
+        it (PagerDuty's log entries, Jira's change history, ServiceNow's audit, Opsgenie's alert log)."""
+
+    def creates(self) -> int:
+        """Successful create calls the vendor received."""
+        call = self.sandbox.state.create_call
+        assert call is not None, f"{self.name}: the sandbox names no create call"
+        return sum(1 for e in self.ledger.writes() if e.method == call[0] and re.fullmatch(call[1], e.path))
 
 
 class PagerDutySide(Side):
@@ -180,6 +198,14 @@ class PagerDutySide(Side):
     def vendor_status(self, ref: str) -> str:
         return f"status {self.state.incidents[ref].status}"
 
+    def status_path(self, ref: str) -> list[str]:
+        with self.state.lock:
+            return [
+                _PD_LOG_STATUS[e.type]
+                for e in self.state.log
+                if e.incident_id == ref and e.type in _PD_LOG_STATUS
+            ]
+
 
 class JiraSide(Side):
     name = "jira"
@@ -233,6 +259,16 @@ class JiraSide(Side):
 
     def vendor_status(self, ref: str) -> str:
         return f"status {self.state.issues[ref].status.name}"
+
+    def status_path(self, ref: str) -> list[str]:
+        with self.state.lock:
+            names = [
+                str(item.to_string)
+                for history in self.state.issues[ref].histories
+                for item in history.items
+                if item.field_id == "status"
+            ]
+        return [{"To Do": "open", "In Progress": "working"}.get(name, "resolved") for name in names]
 
 
 class ServiceNowSide(Side):
@@ -296,6 +332,10 @@ class ServiceNowSide(Side):
         }
         return f"state {state} {names.get(state, '')}".rstrip()
 
+    def status_path(self, ref: str) -> list[str]:
+        states = [r["newvalue"] for r in self.state.audit(ref) if r["fieldname"] == "state"]
+        return [{"1": "open", "2": "working", "3": "working"}.get(state, "resolved") for state in states]
+
 
 class OpsgenieSide(Side):
     name = "opsgenie"
@@ -348,6 +388,10 @@ class OpsgenieSide(Side):
         alert = self.state.alerts[ref]
         return f"status {alert.status}" + (", acknowledged" if alert.acknowledged else "")
 
+    def status_path(self, ref: str) -> list[str]:
+        moves = {"Create": "open", "Acknowledge": "working", "UnAcknowledge": "open", "Close": "resolved"}
+        return [moves[e.action] for e in self.state.alert_log(ref) if e.action in moves]
+
 
 @dataclass
 class World:
@@ -375,12 +419,27 @@ def connect(
 
     Credentials are made up for the run and given to the hub by environment variable, as in production.
     """
+    world, configs, credentials = start_sandboxes(stack, hub_url, workdir, vendors)
+    os.environ.update(credentials)
+    stack.callback(lambda: asyncio.run(hub.connectors.close()))
+    for config in configs:
+        hub.connectors.upsert(ConnectorConfig.model_validate({**config, **(connector_settings or {})}))
+    return world
+
+
+def start_sandboxes(
+    stack: ExitStack, hub_url: str, workdir: Path, vendors: tuple[str, ...] = VENDORS
+) -> tuple[World, list[dict[str, Any]], dict[str, str]]:
+    """Start the sandboxes (closed with `stack`), their webhooks aimed at the hub at `hub_url`.
+
+    Returns the four sides, the connector configurations that reach them, and the environment variables
+    (made-up credentials) those configurations name: a hub in another process needs them in its own.
+    """
     token = {
         name: secrets.token_hex(16)
         for name in ("pd", "pd_hook", "jira", "jira_hook", "sn", "sn_hook", "og", "og_hook")
     }
-    for name, value in token.items():
-        os.environ[f"INCIDENT_HUB_SANDBOX_{name.upper()}"] = value
+    credentials = {f"INCIDENT_HUB_SANDBOX_{name.upper()}": value for name, value in token.items()}
 
     def env(name: str) -> dict[str, str]:
         return {"env": f"INCIDENT_HUB_SANDBOX_{name.upper()}"}
@@ -450,9 +509,6 @@ def connect(
                 "options": {},
             }
         )
-    stack.callback(lambda: asyncio.run(hub.connectors.close()))
     for side in sides.values():
         stack.callback(side.ui.close)
-    for config in configs:
-        hub.connectors.upsert(ConnectorConfig.model_validate({**config, **(connector_settings or {})}))
-    return World(sides)
+    return World(sides), configs, credentials

@@ -4,44 +4,20 @@ connection), readiness says so, and both recover without a restart."""
 from __future__ import annotations
 
 import socket
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine, event, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import event
 
 from incident_hub.api.app import create_app
 from incident_hub.api.auth import Scope
 from incident_hub.hub import Hub
 from tests.chaos.proxy import Proxy
-from tests.conftest import POSTGRES_URL, key_for, test_settings
+from tests.conftest import key_for, test_settings
 
 INCIDENT = {"title": "checkout down", "severity": "SEV2_HIGH", "source": "outage-test"}
-
-
-@pytest.fixture
-def proxied_postgres() -> Iterator[tuple[str, Proxy]]:
-    """A fresh schema reached through a proxy that the test can cut."""
-    url = make_url(POSTGRES_URL)
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    proxy = Proxy((url.host or "127.0.0.1", url.port or 5432)).start()
-    through = url.set(host="127.0.0.1", port=proxy.port).update_query_dict(
-        {"options": f"-csearch_path={schema}"}
-    )
-    try:
-        yield through.render_as_string(hide_password=False), proxy
-    finally:
-        proxy.cut()
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
 
 
 def _unwrapped(client: TestClient) -> TestClient:

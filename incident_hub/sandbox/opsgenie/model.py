@@ -69,6 +69,18 @@ class Actor:
 
 
 @dataclass(frozen=True)
+class AlertLog:
+    """One line of an alert's activity log (Alert API, "List Alert Logs"): what was done, by whom."""
+
+    log: str
+    type: str
+    owner: str
+    created_at: datetime
+    action: str
+    value: str | None = None
+
+
+@dataclass(frozen=True)
 class Note:
     note: str
     owner: str

@@ -18,6 +18,7 @@ from incident_hub.sandbox.common import SandboxState
 from incident_hub.sandbox.opsgenie.model import (
     Actor,
     Alert,
+    AlertLog,
     Escalation,
     Note,
     Occurrence,
@@ -64,6 +65,8 @@ class OpsgenieState(SandboxState):
     escalations: dict[str, Escalation] = field(default_factory=lambda: {e.name: e for e in ESCALATIONS})
     alerts: dict[str, Alert] = field(default_factory=dict)
     requests: dict[str, RequestRecord] = field(default_factory=dict)
+    logs: dict[str, list[AlertLog]] = field(default_factory=dict)
+    """Alert id -> its activity log, oldest first."""
     request_knobs: RequestKnobs = field(default_factory=RequestKnobs)
     webhook_auth: str = "header"
     webhook_header: str = "X-Incident-Hub-Secret"
@@ -184,6 +187,7 @@ class OpsgenieState(SandboxState):
                 last_occurred_at=now,
             )
             self.alerts[alert.id] = alert
+            self._log(alert, "Create", actor, message)
             return alert, "Created alert", [Occurrence("Create", actor, copy.deepcopy(alert))]
 
     def acknowledge(self, alert: Alert, actor: Actor) -> list[Occurrence]:
@@ -222,6 +226,7 @@ class OpsgenieState(SandboxState):
             if alert.priority == priority:
                 return []
             alert.priority = priority
+            self._log(alert, "UpdatePriority", actor, priority)
             return self._changed(alert, "UpdatePriority", actor, priority=int(priority[1]))
 
     def set_message(self, alert: Alert, actor: Actor, message: str) -> list[Occurrence]:
@@ -229,6 +234,7 @@ class OpsgenieState(SandboxState):
             if alert.message == message:
                 return []
             alert.message = message
+            self._log(alert, "UpdateMessage", actor, message)
             return self._changed(alert, "UpdateMessage", actor)
 
     def set_description(self, alert: Alert, actor: Actor, description: str) -> list[Occurrence]:
@@ -270,7 +276,19 @@ class OpsgenieState(SandboxState):
             self.alerts.pop(alert.id, None)
             return self._changed(alert, "Delete", actor)
 
+    def alert_log(self, alert_id: str) -> list[AlertLog]:
+        with self.lock:
+            return list(self.logs.get(alert_id, ()))
+
+    def _log(self, alert: Alert, action: str, actor: Actor, value: str | None = None) -> None:
+        kind = "note" if action == "AddNote" else "system" if actor.kind == "api" else "alertUser"
+        text = f"{action} by {actor.username}" + (f": {value}" if value is not None else "")
+        entry = AlertLog(text, kind, actor.username, datetime.now(UTC), action, value)
+        self.logs.setdefault(alert.id, []).append(entry)
+
     def _changed(self, alert: Alert, action: str, actor: Actor, **extra: object) -> list[Occurrence]:
+        if action not in ("UpdatePriority", "UpdateMessage"):
+            self._log(alert, action, actor, str(extra["note"]) if "note" in extra else None)
         alert.updated_ns = self._tick()
         return [Occurrence(action, actor, copy.deepcopy(alert), dict(extra))]
 

@@ -261,7 +261,9 @@ class ServiceNowState(SandboxState):
             journal = self._write(record, user_name, values, stamp, inserting=True)
             record["sys_mod_count"] = "0"
             self.tables["incident"][record["sys_id"]] = record
-            return Change("insert", {}, copy.deepcopy(record), journal)
+            change = Change("insert", {}, copy.deepcopy(record), journal)
+            self._audit(change, user_name, stamp)
+            return change
 
     def update_incident(self, user_name: str, sys_id: str, values: dict[str, Any]) -> Change:
         with self.lock:
@@ -272,7 +274,31 @@ class ServiceNowState(SandboxState):
             candidate["sys_mod_count"] = str(int(record["sys_mod_count"]) + 1)
             record.clear()
             record.update(candidate)
-            return Change("update", before, copy.deepcopy(record), journal)
+            change = Change("update", before, copy.deepcopy(record), journal)
+            self._audit(change, user_name, record["sys_updated_on"])
+            return change
+
+    def audit(self, sys_id: str) -> list[dict[str, str]]:
+        """The record's field history, oldest first (`sys_audit`: one row per field a write changed)."""
+        with self.lock:
+            rows = [r for r in self.tables["sys_audit"].values() if r["documentkey"] == sys_id]
+        return sorted(rows, key=lambda r: int(r["_seq"]))
+
+    def _audit(self, change: Change, user_name: str, stamp: str) -> None:
+        for name in change.changed:
+            row = {
+                "sys_id": new_sys_id(),
+                "tablename": "incident",
+                "documentkey": change.after["sys_id"],
+                "fieldname": name,
+                "oldvalue": change.before.get(name, ""),
+                "newvalue": change.after[name],
+                "user": user_name,
+                "record_checkpoint": change.after["sys_mod_count"],
+                "sys_created_on": stamp,
+                "_seq": str(self.next_number()),
+            }
+            self.tables["sys_audit"][row["sys_id"]] = row
 
     def _write(
         self, record: dict[str, str], user_name: str, values: dict[str, Any], stamp: str, *, inserting: bool
@@ -361,7 +387,13 @@ def seeded_tables(username: str) -> dict[str, dict[str, dict[str, str]]]:
         sys_id = uuid.uuid5(uuid.NAMESPACE_DNS, f"sys_user_group/{name}").hex
         sys_user_group[sys_id] = {"sys_id": sys_id, "name": name}
     sys_user_group["global"] = {"sys_id": "global", "name": "global"}
-    return {"incident": {}, "sys_journal_field": {}, "sys_user": sys_user, "sys_user_group": sys_user_group}
+    return {
+        "incident": {},
+        "sys_journal_field": {},
+        "sys_audit": {},
+        "sys_user": sys_user,
+        "sys_user_group": sys_user_group,
+    }
 
 
 def group_id(name: str) -> str:

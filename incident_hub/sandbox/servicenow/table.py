@@ -1,6 +1,6 @@
 """The Table API subset the connector uses (docs/c_TableAPI.md): list, get, insert, update (PATCH and PUT)
-and delete, default and versioned URLs, on `incident`; read-only `sys_journal_field`, `sys_user` and
-`sys_user_group`. Basic auth as the integration user; every write fires the business rule."""
+and delete, default and versioned URLs, on `incident`; read-only `sys_journal_field`, `sys_audit`,
+`sys_user` and `sys_user_group`. Basic auth as the integration user; every write fires the business rule."""
 
 from __future__ import annotations
 
