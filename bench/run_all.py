@@ -41,6 +41,7 @@ BENCHMARKS = (
     "propagation",
     "drain",
     "growth",
+    "analytics",
     "soak",
 )
 
