@@ -10,7 +10,6 @@ open incident to SEV1. `active` resolves the open incident with a resolution not
 
 from __future__ import annotations
 
-from datetime import datetime
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -18,7 +17,7 @@ from sqlalchemy import select
 
 from incident_hub.commands import EscalationRequest, IncidentDraft, IncidentPatch, StatusChange
 from incident_hub.incidents import IncidentService
-from incident_hub.model import OPEN_STATUSES, Severity, Status
+from incident_hub.model import OPEN_STATUSES, Severity, Status, Timestamp
 from incident_hub.store.tables import IncidentRow
 
 
@@ -53,7 +52,7 @@ class Signal(BaseModel):
     component: str = Field(min_length=1, max_length=100, pattern=r"^[^/]+$")
     status: ComponentStatus
     message: str | None = Field(default=None, max_length=2000)
-    observed_at: datetime | None = Field(default=None, description="When the monitor saw it (for the note).")
+    observed_at: Timestamp | None = Field(default=None, description="When the monitor saw it (for the note).")
 
     @property
     def key(self) -> str:

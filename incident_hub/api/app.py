@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request, Response
+from fastapi import Depends, FastAPI, Request, Response
 from fastapi.routing import APIRoute
 
 from incident_hub import __version__
 from incident_hub.admin import install as install_admin
 from incident_hub.api import audit as audit_api
-from incident_hub.api import connectors, incidents, ops, outbox, problems, reconciliations, signals
+from incident_hub.api import connectors, incidents, ops, outbox, problems, reconciliations, signals, text
 from incident_hub.api import mappings as mappings_api
 from incident_hub.api.middleware import BodyLimit, DirectRoute, Metrics
 from incident_hub.hub import Hub
@@ -42,7 +42,13 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
             await hub.stop()
             process_exiting()
 
-    app = FastAPI(title="incident-hub", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    app = FastAPI(
+        title="incident-hub",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        dependencies=[Depends(text.refuse_nul_in_body)],
+    )
     app.state.hub = hub
     problems.install(app)
     app.include_router(incidents.router)
@@ -56,6 +62,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
     install_admin(app, hub.db)
     # Innermost, so the body limit and metrics see webhooks as before.
     app.add_middleware(DirectRoute, route=_webhook_route(), endpoint=_receive_webhook)
+    app.add_middleware(text.RefuseNul)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.add_middleware(Metrics)
     return app
