@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import text
+
+from incident_hub.hub import Hub
 
 
 @pytest.mark.parametrize(
@@ -197,3 +200,14 @@ def test_what_a_route_answers_the_schema_declares(api: TestClient) -> None:
     # A new mapping version needs a body; without one the answer is a 400, as the schema says.
     assert paths["/api/v1/mappings/{connector_id}"]["put"]["requestBody"]["required"] is True
     assert api.put("/api/v1/mappings/pagerduty").status_code == 400
+
+
+def test_not_ready_is_a_problem_naming_the_failing_check(client: TestClient, hub: Hub) -> None:
+    assert client.get("/readyz").json()["checks"] == {"database": "ok", "migrations": "ok"}
+    with hub.db.engine.begin() as connection:
+        connection.execute(text("UPDATE alembic_version SET version_num = '0001'"))
+    ready = client.get("/readyz")
+    assert ready.status_code == 503
+    assert ready.headers["content-type"].startswith("application/problem+json")
+    assert ready.json()["detail"] == "migrations: behind"
+    assert ready.json()["checks"] == {"database": "ok", "migrations": "behind"}
