@@ -11,7 +11,17 @@ from fastapi.routing import APIRoute
 from incident_hub import __version__
 from incident_hub.admin import install as install_admin
 from incident_hub.api import audit as audit_api
-from incident_hub.api import connectors, incidents, ops, outbox, problems, reconciliations, signals, text
+from incident_hub.api import (
+    connectors,
+    incidents,
+    links,
+    ops,
+    outbox,
+    problems,
+    reconciliations,
+    signals,
+    text,
+)
 from incident_hub.api import mappings as mappings_api
 from incident_hub.api.middleware import BodyLimit, DirectRoute, Metrics
 from incident_hub.hub import Hub
@@ -51,6 +61,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
     )
     app.state.hub = hub
     problems.install(app)
+    links.install(app)
     app.include_router(incidents.router)
     app.include_router(outbox.router)
     app.include_router(connectors.router)

@@ -211,3 +211,24 @@ def test_not_ready_is_a_problem_naming_the_failing_check(client: TestClient, hub
     assert ready.headers["content-type"].startswith("application/problem+json")
     assert ready.json()["detail"] == "migrations: behind"
     assert ready.json()["checks"] == {"database": "ok", "migrations": "behind"}
+
+
+def test_the_links_of_a_created_incident_lead_to_it(api: TestClient) -> None:
+    document = api.get("/openapi.json").json()
+    operations = {
+        operation["operationId"]: (path, method)
+        for path, methods in document["paths"].items()
+        for method, operation in methods.items()
+    }
+    links = document["paths"]["/api/v1/incidents"]["post"]["responses"]["201"]["links"]
+    created = api.post("/api/v1/incidents", json={"title": "linked"}).json()
+    followed = set()
+    for link in links.values():
+        path, method = operations[link["operationId"]]
+        assert link["parameters"] == {"incident_id": "$response.body#/id"}
+        if method == "get":
+            answer = api.get(path.replace("{incident_id}", created["id"]))
+            assert answer.status_code == 200, (path, answer.text)
+        followed.add((method, path))
+    assert ("patch", "/api/v1/incidents/{incident_id}") in followed
+    assert len(followed) >= 10
