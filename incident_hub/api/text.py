@@ -45,9 +45,21 @@ def _nul_in_url(scope: Scope) -> str | None:
     return None
 
 
+_FORMS = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
 async def refuse_nul_in_body(request: Request) -> None:
     """A dependency of every route: 422 naming the first field whose text holds a NUL character (a JSON
-    `\\u0000`), or the body itself when it holds a NUL byte (a YAML document, a form)."""
+    `\\u0000`, a form's `%00`), or the body itself when it holds a NUL byte (a YAML document)."""
+    if request.headers.get("content-type", "").lower().startswith(_FORMS):
+        # Read as a form (kept by the request: the route reads it again for free), not as bytes.
+        form = await request.form()
+        for name, value in form.multi_items():
+            if "\x00" in name or (isinstance(value, str) and "\x00" in value):
+                raise RequestValidationError(
+                    [{"loc": ("body", name.replace("\x00", "")), "msg": REASON, "type": "string_nul"}]
+                )
+        return
     body = await request.body()  # kept by the request: the route reads it again for free
     if b"\\u0000" not in body and b"\x00" not in body:
         return

@@ -171,6 +171,14 @@ def test_text_with_a_nul_character_is_refused_on_both_databases(
     assert api.get("/api/v1/incidents").json()["items"] == []
 
 
+def test_a_form_field_with_a_nul_character_is_refused(client: TestClient) -> None:
+    answer = client.post("/admin/login", data={"api_key": "ih_\x00key"}, follow_redirects=False)
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["detail"].startswith("body.api_key") and "NUL" in answer.json()["detail"]
+    refused = client.post("/admin/login", data={"api_key": "ih_unknown"}, follow_redirects=False)
+    assert refused.status_code != 422  # an ordinary refusal, from the login itself
+
+
 def test_a_mapping_document_with_a_nul_byte_is_refused(api: TestClient) -> None:
     answer = api.put(
         "/api/v1/mappings/none",
