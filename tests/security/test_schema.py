@@ -20,8 +20,8 @@ use_after_free and ignored_auth (the key is left out or spoiled: 401), except:
   path's. They answer 412 or 422 with a reason, which the other checks hold to the schema.
 
 The run is seeded and single-worker, so it repeats. `INCIDENT_HUB_SCHEMA_EXAMPLES` sets the examples per
-operation and phase (default 10: about 4.5 minutes for both databases, measured on a shared two-core
-machine at load 13, 95 s of CPU); raise it for a soak.
+operation and phase (default 10: both databases in 2 min 45 s on two cores at load 3, 4 min 52 s at load
+13, about 90 s of CPU); raise it for a soak.
 """
 
 from __future__ import annotations
