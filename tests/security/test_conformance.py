@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import pytest
+import yaml
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
 from incident_hub.hub import Hub
+from tests.support import put_webhook_connector
 
 
 @pytest.mark.parametrize(
@@ -240,3 +242,17 @@ def test_the_links_of_a_created_incident_lead_to_it(api: TestClient) -> None:
         followed.add((method, path))
     assert ("patch", "/api/v1/incidents/{incident_id}") in followed
     assert len(followed) >= 10
+
+
+def test_a_mapping_flag_is_a_boolean(api: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    put_webhook_connector(api, monkeypatch, "opsgenie", "secret")
+    document = yaml.safe_load(api.get("/api/v1/mappings/opsgenie").json()["yaml"])
+    for flag in (1, "yes", "true"):
+        notes = {**(document.get("notes") or {}), "inbound": flag}
+        refused = api.put("/api/v1/mappings/opsgenie", json={"document": {**document, "notes": notes}})
+        assert refused.status_code == 422, (flag, refused.text)
+        assert "notes.inbound" in refused.json()["detail"], refused.text
+    notes = {**(document.get("notes") or {}), "inbound": False}
+    saved = api.put("/api/v1/mappings/opsgenie", json={"document": {**document, "notes": notes}})
+    assert saved.status_code == 200, saved.text
+    assert saved.json()["document"]["notes"]["inbound"] is False
