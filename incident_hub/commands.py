@@ -8,7 +8,16 @@ from __future__ import annotations
 
 from typing import Annotated, Self
 
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, StrictBool, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    HttpUrl,
+    StrictBool,
+    UrlConstraints,
+    field_validator,
+    model_validator,
+)
 from pydantic.json_schema import SkipJsonSchema
 
 from incident_hub.model import (
@@ -213,6 +222,9 @@ class RoleAssignment(_Command):
     author: str | None = Field(default=None, max_length=200)
 
 
+SUBSCRIPTION_URL_MAX = 2000
+
+
 class SubscriptionDraft(_Command):
     model_config = ConfigDict(
         extra="forbid",
@@ -227,7 +239,8 @@ class SubscriptionDraft(_Command):
         },
     )
 
-    url: HttpUrl
+    # The stored column holds 2000 characters (PostgreSQL refuses more).
+    url: Annotated[HttpUrl, UrlConstraints(max_length=SUBSCRIPTION_URL_MAX)]
     event_types: list[str] = Field(
         default_factory=lambda: ["*"],
         min_length=1,
@@ -235,6 +248,14 @@ class SubscriptionDraft(_Command):
     )
     secret: str = Field(min_length=8, max_length=500, description="HMAC key; never shown again.")
     name: str | None = Field(default=None, max_length=200)
+
+    @field_validator("url")
+    @classmethod
+    def _fits_once_normalized(cls, url: HttpUrl) -> HttpUrl:
+        # Normalizing can lengthen a URL (a trailing slash, a host in punycode).
+        if len(str(url)) > SUBSCRIPTION_URL_MAX:
+            raise ValueError(f"the URL is longer than {SUBSCRIPTION_URL_MAX} characters once normalized")
+        return url
 
     @model_validator(mode="after")
     def _known_events(self) -> Self:

@@ -9,7 +9,15 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictFloat,
+    WithJsonSchema,
+    model_validator,
+)
 
 
 class Severity(StrEnum):
@@ -337,7 +345,8 @@ class Summary(_Model):
     affected_services: list[str] = Field(default_factory=list)
     root_cause: str | None = None
     resolution_steps: list[str] = Field(default_factory=list)
-    time_taken_minutes: float | None = Field(default=None, description="Detection to resolution.")
+    # Strict: pydantic would read `true` as 1.0.
+    time_taken_minutes: StrictFloat | None = Field(default=None, description="Detection to resolution.")
 
 
 class TimelineEntry(_Model):

@@ -18,7 +18,6 @@ open incident to SEV1. `active` resolves the open incident with a resolution not
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime
 from enum import StrEnum
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
@@ -27,7 +26,7 @@ from sqlalchemy import select
 from incident_hub.clock import utcnow
 from incident_hub.commands import EscalationRequest, IncidentDraft, IncidentPatch, StatusChange
 from incident_hub.incidents import IncidentService
-from incident_hub.model import OPEN_STATUSES, Severity, Status
+from incident_hub.model import OPEN_STATUSES, Severity, Status, Timestamp
 from incident_hub.store.tables import IncidentRow
 
 
@@ -102,7 +101,7 @@ class Signal(BaseModel):
         examples=["ffmpeg_failure", "monitor_failure", "system_failure"],
     )
     message: str | None = Field(default=None, max_length=2000)
-    observed_at: datetime | None = Field(default=None, description="When the monitor saw it (for the note).")
+    observed_at: Timestamp | None = Field(default=None, description="When the monitor saw it (for the note).")
 
     @property
     def key(self) -> str:

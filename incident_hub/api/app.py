@@ -13,7 +13,17 @@ from incident_hub.admin import install as install_admin
 from incident_hub.analytics.reports import Analytics
 from incident_hub.api import analytics as analytics_api
 from incident_hub.api import audit as audit_api
-from incident_hub.api import connectors, incidents, ops, outbox, problems, reconciliations, signals
+from incident_hub.api import (
+    connectors,
+    incidents,
+    links,
+    ops,
+    outbox,
+    problems,
+    reconciliations,
+    signals,
+    text,
+)
 from incident_hub.api import mappings as mappings_api
 from incident_hub.api.middleware import BodyLimit, DirectRoute, Metrics
 from incident_hub.api.params import refuse_unknown_query
@@ -45,11 +55,18 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
             await hub.stop()
             process_exiting()
 
-    app = FastAPI(title="incident-hub", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    app = FastAPI(
+        title="incident-hub",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        dependencies=[Depends(text.refuse_nul_in_body)],
+    )
     app.state.hub = hub
     app.state.analytics = Analytics(hub.db, settings)
     hub.metrics_registry.register(AnalyticsCollector(app.state.analytics))
     problems.install(app)
+    links.install(app)
     # A GET naming a query parameter its route does not take is refused, so a misspelt filter is not
     # read as "no filter".
     for api in (incidents, outbox, connectors, mappings_api, audit_api, reconciliations):
@@ -60,6 +77,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
     install_admin(app, hub.db)
     # Innermost, so the body limit and metrics see webhooks as before.
     app.add_middleware(DirectRoute, route=_webhook_route(), endpoint=_receive_webhook)
+    app.add_middleware(text.RefuseNul)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.add_middleware(Metrics)
     return app

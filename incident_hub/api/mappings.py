@@ -130,10 +130,11 @@ def mapping_version(connector_id: str, version: Version, request: Request, _: Re
     response_model=MappingVersion,
     openapi_extra={
         "requestBody": {
+            "required": True,
             "content": {
                 "application/json": {"schema": MappingChange.model_json_schema()},
                 "application/yaml": {"schema": {"type": "string"}},
-            }
+            },
         }
     },
 )

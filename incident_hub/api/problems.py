@@ -102,9 +102,13 @@ def _declare_problems(schema: dict[str, Any]) -> dict[str, Any]:
             if any(p.get("name", "").lower() == "if-match" for p in operation.get("parameters", [])):
                 codes.add(412)
             answers = operation["responses"]
-            for code in sorted(codes):
+            # A route declares the errors only it can answer (e.g. a 404 for a connector its body names)
+            # with a description of its own; every error answer is a problem.
+            declared = {int(code): answer for code, answer in answers.items() if int(code) >= 400}
+            for code in sorted(codes | set(declared)):
                 # FastAPI's own 422 says application/json with its validation schema; ours is a problem.
-                answers[str(code)] = {"description": _ANSWERS[code], "content": body}
+                description = _ANSWERS[code] if code in codes else declared[code]["description"]
+                answers[str(code)] = {"description": description, "content": body}
     return schema
 
 

@@ -49,7 +49,12 @@ def get_reconciliation(run_id: RowId, request: Request, _: Reader) -> Reconcilia
     return _hub(request).reconciler.runs.get(run_id)
 
 
-@router.post("/reconciliations", response_model=ReconciliationRun, status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/reconciliations",
+    response_model=ReconciliationRun,
+    status_code=status.HTTP_201_CREATED,
+    responses={404: {"description": "No connector with that id"}},
+)
 async def reconcile_now(order: ReconcileNow, request: Request, _: Admin) -> ReconciliationRun:
     """Run one pass now, on this replica, and answer with its record when it ends. Repairs go through
     the same apply path as webhooks."""

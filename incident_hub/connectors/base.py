@@ -26,7 +26,17 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, ClassVar, ParamSpec, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    field_validator,
+    model_validator,
+)
 
 from incident_hub.mapping.document import MappingDocument, default_for
 from incident_hub.model import ExternalRef, Incident, Severity, Status
@@ -241,24 +251,25 @@ class ConnectorConfig(BaseModel):
     credentials: Secret | None = None
     webhook_secret: Secret | None = None
     ca_bundle: Path | None = Field(default=None, description="Extra CA certificates to trust (PEM).")
-    enabled: bool = True
+    # Numbers and flags are strict: pydantic would read `true` as 1 and "yes" or 1 as true.
+    enabled: StrictBool = True
     routing: Routing = Field(default_factory=Routing)
-    rate_limit_per_second: float = Field(
+    rate_limit_per_second: StrictFloat = Field(
         default=10.0,
         gt=0,
         description="Vendor calls a second at most (bursts of one second's worth). Left out: the vendor's "
         "documented limit where it publishes one (PagerDuty: 960 a minute, 16), else 10. A 429 pauses "
         "the connector's calls for the wait the vendor asks (docs/connectors.md: Rate limits).",
     )
-    max_concurrency: int = Field(default=4, ge=1)
-    timeout_seconds: float = Field(default=10.0, gt=0)
+    max_concurrency: StrictInt = Field(default=4, ge=1)
+    timeout_seconds: StrictFloat = Field(default=10.0, gt=0)
     owns: list[str] = Field(
         default_factory=list,
         description="Canonical fields this system owns (e.g. [status]): other connectors' changes to them "
         "are ignored. Fields nobody owns follow the later vendor timestamp.",
         examples=[["status"]],
     )
-    in_doubt_schedule_seconds: list[float] = Field(
+    in_doubt_schedule_seconds: list[StrictFloat] = Field(
         default_factory=lambda: [5.0, 10.0, 20.0, 45.0, 100.0],
         min_length=1,
         description="After a create whose outcome is unknown (timeout, connection reset after sending, "
@@ -267,7 +278,7 @@ class ConnectorConfig(BaseModel):
         "default: a busy ServiceNow may answer a create after a minute or more).",
         examples=[[5, 10, 20, 40, 80]],
     )
-    cancel_duplicates: bool = Field(
+    cancel_duplicates: StrictBool = Field(
         default=False,
         description="When two or more vendor objects carry one incident's id, the hub links the oldest and "
         "records the others as duplicates; true also cancels (closes) each duplicate with a note naming "

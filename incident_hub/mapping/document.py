@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationInfo, model_validator
 
 from incident_hub.model import Incident, Severity, Status
 
@@ -76,7 +76,8 @@ class CustomField(BaseModel):
     )
     value: Any = Field(default=None, description="A constant vendor value, sent as is (any JSON).")
     default: Any = Field(default=None, description="Sent when `source` is empty or has no entry in `map`.")
-    inbound: bool = Field(
+    # Flags are strict: pydantic would read 1 or "yes" (quoted) as true.
+    inbound: StrictBool = Field(
         default=False, description="Also read the vendor field back into `source` (through `map` reversed)."
     )
 
@@ -130,8 +131,8 @@ class RoutingRules(BaseModel):
 class NotesRule(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    outbound: bool = Field(default=True, description="Hub notes are added to the vendor object.")
-    inbound: bool = Field(default=True, description="Vendor comments become hub notes.")
+    outbound: StrictBool = Field(default=True, description="Hub notes are added to the vendor object.")
+    inbound: StrictBool = Field(default=True, description="Vendor comments become hub notes.")
     format: str = Field(
         default="[{origin}] {author}: {message}",
         description="How a note reads in the vendor: placeholders origin, author, message.",
