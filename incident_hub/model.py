@@ -313,10 +313,20 @@ class Roles(_Model):
 
 
 def _not_a_number(value: object) -> object:
-    # Pydantic would read 0 as 1970-01-01: a time must be written as one (RFC 3339).
-    if isinstance(value, int | float) and not isinstance(value, bool):
+    # Pydantic would read 0, or "0.5" in a query string, as 1970-01-01: a time is written as one (RFC 3339).
+    if (isinstance(value, int | float) and not isinstance(value, bool)) or _is_number(value):
         raise ValueError("a time is an RFC 3339 string, e.g. 2026-12-07T10:00:00Z, not a number")
     return value
+
+
+def _is_number(value: object) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        float(value)
+    except ValueError:
+        return False
+    return True
 
 
 # A time given by a caller: an RFC 3339 string or a datetime, never a number.

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Header, Query, Request, Response
@@ -19,16 +18,17 @@ from incident_hub.analytics.response_times import GroupBy, ResponseTimes, Respon
 from incident_hub.analytics.trends import TrendBucket, TrendsReport
 from incident_hub.analytics.windows import BucketSize
 from incident_hub.api.auth import Reader
+from incident_hub.model import Timestamp
 
 router = APIRouter(prefix="/api/v1/analytics", tags=["analytics"])
 
 CSV = "text/csv"
 From = Annotated[
-    datetime | None,
+    Timestamp | None,
     Query(alias="from", description="Window start (ISO 8601; no offset: UTC). Default: a span before `to`."),
 ]
 To = Annotated[
-    datetime | None, Query(alias="to", description="Window end, excluded (ISO 8601). Default: now.")
+    Timestamp | None, Query(alias="to", description="Window end, excluded (ISO 8601). Default: now.")
 ]
 Accept = Annotated[str | None, Header(description="`text/csv` for CSV; otherwise JSON.")]
 Report = TypeVar("Report", bound=BaseModel)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, status
@@ -31,6 +30,7 @@ from incident_hub.model import (
     Severity,
     Status,
     TimelineEntry,
+    Timestamp,
 )
 
 router = APIRouter(prefix="/api/v1/incidents", tags=["incidents"])
@@ -116,8 +116,8 @@ async def create_incident(draft: IncidentDraft, request: Request, _: Writer) -> 
 Several = Query(description="Repeat for several: any of them matches.")
 Name = Annotated[str, Query(min_length=1, max_length=200)]
 Text = Annotated[str | None, Query(min_length=1, max_length=200)]
-Since = Annotated[datetime | None, Query(description="From this time, included (RFC 3339).")]
-Until = Annotated[datetime | None, Query(description="Until this time, excluded (RFC 3339).")]
+Since = Annotated[Timestamp | None, Query(description="From this time, included (RFC 3339).")]
+Until = Annotated[Timestamp | None, Query(description="Until this time, excluded (RFC 3339).")]
 
 
 @router.get(

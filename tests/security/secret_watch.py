@@ -3,8 +3,9 @@
 Watched secrets are every value the hub, the demo and the sandboxes make with `secrets.token_urlsafe` or
 `secrets.token_hex` (API keys, admin session and CSRF tokens, signing keys, sandbox webhook secrets, the
 demo subscriber's secret) and every connector credential read from its environment variable or file
-(`connectors.base.Secret.read`), 16 characters or longer (an API key's 12-character public prefix is shown by
-design; shorter test values such as "token" would match ordinary words). They are looked for in:
+(`connectors.base.Secret.read`) that mixes letters and digits, as real tokens do; each 16 characters or
+longer (an API key's 12-character public prefix is shown by design, and a test credential of plain words
+such as "pd-webhook-secret" would be found in ordinary text). They are looked for in:
 
 - every log record made in this process, its message, its exception and its structured fields, whatever
   handler the test installed (`Logger.makeRecord` sees them all);
@@ -67,6 +68,12 @@ class SecretWatch:
             self.found.append(f"{where}: {secret[:4]}… ({len(secret)} characters)")
 
 
+def _looks_random(value: str) -> bool:
+    """A configured credential made of letters and digits, as real tokens are; a test's credential made of
+    plain words ("pd-webhook-secret") would be found in ordinary text such as a file name."""
+    return any(c.isdigit() for c in value) and any(c.isalpha() for c in value)
+
+
 def _log_text(record: logging.LogRecord) -> str:
     try:
         parts = [record.getMessage()]
@@ -108,7 +115,8 @@ def pytest_configure(config: pytest.Config) -> None:
 
     def read_and_watch(self: Secret) -> Any:
         value = read(self)
-        WATCH.watch(value.get_secret_value())
+        if _looks_random(value.get_secret_value()):
+            WATCH.watch(value.get_secret_value())
         return value
 
     Secret.read = read_and_watch  # type: ignore[method-assign]

@@ -256,3 +256,18 @@ def test_a_mapping_flag_is_a_boolean(api: TestClient, monkeypatch: pytest.Monkey
     saved = api.put("/api/v1/mappings/opsgenie", json={"document": {**document, "notes": notes}})
     assert saved.status_code == 200, saved.text
     assert saved.json()["document"]["notes"]["inbound"] is False
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1/analytics/reliability?to=0.5",
+        "/api/v1/analytics/trends?from=1700000000",
+        "/api/v1/incidents?resolved_to=0.5",
+        "/api/v1/incidents?created_from=1700000000",
+    ],
+)
+def test_a_number_is_refused_as_a_time_in_a_query(api: TestClient, path: str) -> None:
+    answer = api.get(path)
+    assert answer.status_code == 422, answer.text
+    assert "not a number" in answer.json()["detail"]
