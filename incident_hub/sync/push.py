@@ -3,7 +3,8 @@
 A delivery names an event and a connector. The push reads the incident as it is now and writes only the
 vendor fields that differ from what the ref says we last wrote — so a burst of changes collapses into
 one call, a no-op sends nothing, and a replay after a crash repeats nothing. A first push looks for an
-object already made for the incident (a create whose answer was lost) before creating one.
+object already made for the incident (a create whose answer was lost) before creating one, and a note
+sent again looks for itself among the vendor's notes before it is added.
 """
 
 from __future__ import annotations
@@ -290,7 +291,7 @@ class ConnectorTarget:
         # Adding a note is not idempotent: an earlier attempt may have added it unrecorded (killed after
         # the call, or the database unwritable then). Only a retry pays this look at the vendor.
         retried = delivery.reclaimed or await asyncio.to_thread(self._attempted, delivery.id)
-        if retried and await self._note_landed(connector, ref, note, incident, body):
+        if retried and await self._note_landed(connector, ref, note, incident, body, mapping):
             return 200
         await connector.add_note(_model(ref), note)
         return 201
@@ -302,6 +303,7 @@ class ConnectorTarget:
         note: OutboundNote,
         incident: Incident,
         body: dict[str, Any],
+        mapping: MappingDocument,
     ) -> bool:
         """Whether the vendor holds this note already: more copies of its text than the hub's earlier
         notes of the same text (pushed before it, in order) account for. False when the vendor cannot
@@ -310,7 +312,7 @@ class ConnectorTarget:
         if held is None:
             return False
         earlier = await asyncio.to_thread(
-            self._earlier_copies, str(incident.id), int(body["id"]), connector.id, note.body, connector
+            self._earlier_copies, str(incident.id), int(body["id"]), connector.id, note.body, mapping
         )
         if held > earlier:
             log.info(
@@ -333,10 +335,9 @@ class ConnectorTarget:
             )
 
     def _earlier_copies(
-        self, incident_id: str, note_id: int, connector_id: str, text: str, connector: _Calls
+        self, incident_id: str, note_id: int, connector_id: str, text: str, mapping: MappingDocument
     ) -> int:
         """How many of the incident's notes before `note_id` read as `text` at this connector."""
-        mapping = connector.mapping()
         with self.db.read() as session:
             rows = session.execute(
                 select(TimelineRow.message, TimelineRow.author, TimelineRow.origin_connector).where(
