@@ -437,6 +437,12 @@ class Connector(ABC):
     async def add_note(self, ref: ExternalRef, note: OutboundNote) -> str:
         """Add a comment/note; returns the vendor's id for it."""
 
+    async def count_notes(self, ref: ExternalRef, note: OutboundNote) -> int | None:
+        """How many notes on the object read as `note` (as `add_note` would write it): a retried note is
+        added only when the vendor holds no more copies than the hub's earlier notes of that text
+        explain. None: the vendor cannot be asked, and a retried note is added again."""
+        return None
+
     @abstractmethod
     async def fetch(self, ref: ExternalRef) -> ExternalChange:
         """The object's current state, as a SNAPSHOT change."""

@@ -585,6 +585,21 @@ class JiraConnector(Connector):
 
         return await self.run_blocking(add_note)
 
+    async def count_notes(self, ref: ExternalRef, note: OutboundNote) -> int | None:
+        """The issue's comments (GET /issue/{id}/comment, every page) whose text is the note's."""
+        text = _text(_adf(note.body))
+
+        def count_notes() -> int:
+            held, start = 0, 0
+            while True:
+                page = self._call(self.client().comments, ref.external_id, start_at=start, max_results=100)
+                held += sum(1 for comment in page if _text(comment.raw.get("body")) == text)
+                if len(page) < 100:
+                    return held
+                start += len(page)
+
+        return await self.run_blocking(count_notes)
+
     async def fetch(self, ref: ExternalRef) -> ExternalChange:
         def fetch() -> ExternalChange:
             return self._snapshot(

@@ -456,12 +456,13 @@ class OpsgenieConnector(Connector):
         return found
 
     def _result(self, alert: dict[str, Any]) -> PushResult:
-        stamp = alert.get("updatedAt")
+        stamp, created = alert.get("updatedAt"), alert.get("createdAt")
         return PushResult(
             external_id=str(alert["id"]),
             external_key=_text(alert.get("tinyId")),
             url=self._url(str(alert["id"])),
             vendor_timestamp=_iso(stamp) if stamp else None,
+            created_at=_iso(created) if created else None,
         )
 
     def _create(self, body: dict[str, Any]) -> str:
@@ -525,15 +526,44 @@ class OpsgenieConnector(Connector):
             self._write("assign_alert", identifier=alert_id, assign_alert_payload=body)
 
     async def find(self, incident: Incident) -> PushResult | None:
-        def find() -> PushResult | None:
+        found = await self.find_all(incident)
+        return found[0] if found else None
+
+    async def find_all(self, incident: Incident) -> list[PushResult]:
+        """Every alert carrying the incident's id, open or closed, oldest first. The alias names only an
+        open alert (alert search help), and one push may create and close the alert: the alerts are
+        searched by the `incident-hub-id` detail (search fields `details.key`, `details.value`), then,
+        finding none, by alias (an open alert made without the detail)."""
+        hub_id = str(incident.id)
+
+        def find_all() -> list[PushResult]:
+            found: list[PushResult] = []
+            offset, limit = 0, self.options.page_size
+            while True:
+                page = self._call(
+                    "list_alerts",
+                    query=f'details.key:{HUB_ID_DETAIL} AND details.value:"{hub_id}"',
+                    sort="createdAt",
+                    order="asc",
+                    offset=offset,
+                    limit=limit,
+                )
+                alerts = page.get("data") or []
+                # A value search matches any detail: the alias tells the hub's alert for this incident.
+                found += [self._result(a) for a in alerts if _text(a.get("alias")) == hub_id]
+                if len(alerts) < limit:
+                    break
+                offset += len(alerts)
+            if found:
+                return found
             try:
-                return self._result(self._get(str(incident.id), "alias"))
+                return [self._result(self._get(hub_id, "alias"))]
             except DeliveryError as error:
                 if error.status_code == 404:
-                    return None
+                    return []
                 raise
 
-        return await self.run_blocking(find)
+        return await self.run_blocking(find_all)
 
     async def create(self, incident: Incident, fields: dict[str, Any]) -> PushResult:
         def create() -> PushResult:
@@ -610,6 +640,29 @@ class OpsgenieConnector(Connector):
             return request_id
 
         return await self.run_blocking(add_note)
+
+    async def count_notes(self, ref: ExternalRef, note: OutboundNote) -> int | None:
+        """GET /v2/alerts/{id}/notes, every page (100 a page, `paging.next` while more)."""
+        text = note.body[:NOTE_MAX]
+
+        def count_notes() -> int:
+            held, offset = 0, None
+            while True:
+                page = self._call(
+                    "list_notes",
+                    identifier=ref.external_id,
+                    identifier_type="id",
+                    limit=100,
+                    order="asc",
+                    **({"offset": offset, "direction": "next"} if offset else {}),
+                )
+                notes = page.get("data") or []
+                held += sum(1 for n in notes if n.get("note") == text)
+                if not notes or not (page.get("paging") or {}).get("next"):
+                    return held
+                offset = str(notes[-1].get("offset"))
+
+        return await self.run_blocking(count_notes)
 
     async def fetch(self, ref: ExternalRef) -> ExternalChange:
         return self._snapshot(await self.run_blocking(self._get, ref.external_id))

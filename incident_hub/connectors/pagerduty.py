@@ -456,6 +456,14 @@ class PagerDutyConnector(Connector):
         )
         return str(created["note"]["id"])
 
+    async def count_notes(self, ref: ExternalRef, note: OutboundNote) -> int | None:
+        """GET /incidents/{id}/notes (List notes for an incident: every note, unpaginated)."""
+        incident_id = await self._incident_id(ref)
+        if incident_id is None:
+            return None
+        found = await self._acall("GET", f"/incidents/{incident_id}/notes")
+        return sum(1 for held in (found or {}).get("notes", []) if held.get("content") == note.body)
+
     async def _incident_id(self, ref: ExternalRef) -> str | None:
         """PagerDuty's incident id for a link (in events mode the link holds the dedup key)."""
         if self.options.mode != "events":

@@ -550,6 +550,24 @@ class ServiceNowConnector(Connector):
 
         return await self._call(add_note)
 
+    async def count_notes(self, ref: ExternalRef, note: OutboundNote) -> int | None:
+        """The incident's journal entries (`sys_journal_field`, comments and work notes) whose text is
+        the note's."""
+
+        async def count_notes() -> int:
+            entries = await self.client().GlideRecord("sys_journal_field", batch_size=100)
+            entries.fields = ["element", "value"]
+            entries.add_query("name", TABLE)
+            entries.add_query("element_id", ref.external_id)
+            await entries.query()
+            held = 0
+            while await entries.next():
+                element, value = entries.get_value("element"), entries.get_value("value")
+                held += element in JOURNALS and (value or "").strip() == note.body.strip()
+            return held
+
+        return await self._call(count_notes)
+
     async def fetch(self, ref: ExternalRef) -> ExternalChange:
         async def fetch() -> dict[str, Any]:
             record = await self._record()

@@ -195,6 +195,15 @@ class Knobs(BaseModel):
         "with nothing made.",
     )
     create_lands_after_seconds: float = Field(default=40.0, ge=0)
+    answers_lost_next: int = Field(
+        default=0,
+        ge=0,
+        description="The next N writes (POST, PUT, PATCH, DELETE) are applied, then answered 504 as by a "
+        "gateway that gave up: the vendor did the work, the client cannot know it.",
+    )
+    answers_lost_path: str = Field(
+        default="", description="Only writes whose path this regular expression finds; empty: any."
+    )
     drop_webhook_rate: float = Field(default=0.0, ge=0, le=1, description="Share of webhooks never sent.")
     webhooks_enabled: bool = True
 
@@ -251,6 +260,17 @@ class SandboxState:
                 self.knobs.slow_creates -= 1
                 return "slow"
         return None
+
+    def take_lost_answer(self, method: str, path: str) -> bool:
+        """True when this request is a write whose answer the knobs lose (`answers_lost_next`)."""
+        if method not in ("POST", "PUT", "PATCH", "DELETE"):
+            return False
+        with self.lock:
+            knobs = self.knobs
+            if knobs.answers_lost_next and re.search(knobs.answers_lost_path, path):
+                self.knobs.answers_lost_next -= 1
+                return True
+        return False
 
     def set_knobs(self, knobs: Knobs) -> None:
         """Use `knobs` from now on; an outage they ask for starts now."""
@@ -395,7 +415,11 @@ class KnobsMiddleware:
         elif not held and (until := self.state.take_token()) is not None:
             status, note = 429, "rate limited"
             limited = self.state.rate_limit_headers(until, knobs)
-        if failure is not None or limited:
+        lost = failure is None and not limited and not held and self.state.take_lost_answer(method, path)
+        if lost:
+            await self._apply_unanswered(scope, body)
+            status, note = 504, "answer lost"
+        if failure is not None or limited or lost:
             self.state.ledger.record("in", method, path, query, status, headers, body, note=note)
             payload = json.dumps(self.error_body(status)).encode()
             await send(
@@ -447,6 +471,22 @@ class KnobsMiddleware:
         finally:
             if not recorded:
                 self.state.ledger.record("in", method, path, query, status_seen, headers, body)
+
+    async def _apply_unanswered(self, scope: Scope, body: bytes) -> None:
+        """Run the request through the vendor app and drop its answer."""
+        delivered = False
+
+        async def replay() -> Message:
+            nonlocal delivered
+            if delivered:
+                return {"type": "http.disconnect"}
+            delivered = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        async def dropped(message: Message) -> None:
+            return None
+
+        await self.app(scope, replay, dropped)
 
 
 def control_router(state: SandboxState) -> APIRouter:

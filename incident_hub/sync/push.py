@@ -3,7 +3,8 @@
 A delivery names an event and a connector. The push reads the incident as it is now and writes only the
 vendor fields that differ from what the ref says we last wrote — so a burst of changes collapses into
 one call, a no-op sends nothing, and a replay after a crash repeats nothing. A first push looks for an
-object already made for the incident (a create whose answer was lost) before creating one.
+object already made for the incident (a create whose answer was lost) before creating one, and a note
+sent again looks for itself among the vendor's notes before it is added.
 """
 
 from __future__ import annotations
@@ -23,9 +24,9 @@ from incident_hub.incidents import IncidentService
 from incident_hub.mapping.document import MappingDocument
 from incident_hub.mapping.store import MappingStore, MappingVersion
 from incident_hub.mapping.translate import settled, to_vendor
-from incident_hub.model import ExternalRef, Incident
+from incident_hub.model import ExternalRef, Incident, TimelineType
 from incident_hub.store.db import Database
-from incident_hub.store.tables import DeliveryRow, ExternalRefRow
+from incident_hub.store.tables import DeliveryAttemptRow, DeliveryRow, ExternalRefRow, TimelineRow
 from incident_hub.sync.dispatcher import ClaimedDelivery
 from incident_hub.sync.in_doubt import (
     CREATED,
@@ -282,13 +283,75 @@ class ConnectorTarget:
         origin = body.get("origin_connector") or "incident-hub"
         author = body.get("author") or "someone"
         note = OutboundNote(
-            body=mapping.notes.format.format(origin=origin, author=author, message=body["message"]),
+            body=_note_text(mapping, origin, author, body["message"]),
             author=body.get("author"),
             is_public=bool(body.get("is_public", True)),
             origin=origin,
         )
+        # Adding a note is not idempotent: an earlier attempt may have added it unrecorded (killed after
+        # the call, or the database unwritable then). Only a retry pays this look at the vendor.
+        retried = delivery.reclaimed or await asyncio.to_thread(self._attempted, delivery.id)
+        if retried and await self._note_landed(connector, ref, note, incident, body, mapping):
+            return 200
         await connector.add_note(_model(ref), note)
         return 201
+
+    async def _note_landed(
+        self,
+        connector: _Calls,
+        ref: ExternalRefRow,
+        note: OutboundNote,
+        incident: Incident,
+        body: dict[str, Any],
+        mapping: MappingDocument,
+    ) -> bool:
+        """Whether the vendor holds this note already: more copies of its text than the hub's earlier
+        notes of the same text (pushed before it, in order) account for. False when the vendor cannot
+        say."""
+        held = await connector.count_notes(_model(ref), note)
+        if held is None:
+            return False
+        earlier = await asyncio.to_thread(
+            self._earlier_copies, str(incident.id), int(body["id"]), connector.id, note.body, mapping
+        )
+        if held > earlier:
+            log.info(
+                "note found at the vendor: not added again",
+                extra={"incident_id": str(incident.id), "connector": connector.id, "note_id": body["id"]},
+            )
+            return True
+        return False
+
+    def _attempted(self, delivery_id: int) -> bool:
+        """Whether the delivery was attempted before (an attempt is logged, or counted)."""
+        with self.db.read() as session:
+            return bool(
+                session.scalar(
+                    select(
+                        exists().where(DeliveryAttemptRow.delivery_id == delivery_id)
+                        | exists().where(DeliveryRow.id == delivery_id, DeliveryRow.attempts > 0)
+                    )
+                )
+            )
+
+    def _earlier_copies(
+        self, incident_id: str, note_id: int, connector_id: str, text: str, mapping: MappingDocument
+    ) -> int:
+        """How many of the incident's notes before `note_id` read as `text` at this connector."""
+        with self.db.read() as session:
+            rows = session.execute(
+                select(TimelineRow.message, TimelineRow.author, TimelineRow.origin_connector).where(
+                    TimelineRow.incident_id == incident_id,
+                    TimelineRow.type == TimelineType.NOTE,
+                    TimelineRow.id < note_id,
+                )
+            ).all()
+        return sum(
+            1
+            for message, author, origin in rows
+            if origin != connector_id
+            and _note_text(mapping, origin or "incident-hub", author or "someone", message) == text
+        )
 
     def _load(
         self, delivery: ClaimedDelivery, connector_id: str
@@ -399,6 +462,13 @@ class _Calls:
 
     async def add_note(self, ref: ExternalRef, note: OutboundNote) -> str:
         return await self.throttle.call(lambda: self.connector.add_note(ref, note))
+
+    async def count_notes(self, ref: ExternalRef, note: OutboundNote) -> int | None:
+        return await self.throttle.call(lambda: self.connector.count_notes(ref, note))
+
+
+def _note_text(mapping: MappingDocument, origin: str, author: str, message: str) -> str:
+    return mapping.notes.format.format(origin=origin, author=author, message=message)
 
 
 def _model(row: ExternalRefRow) -> ExternalRef:

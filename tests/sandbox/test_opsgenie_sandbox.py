@@ -425,7 +425,10 @@ def test_open_alias_deduplicates_and_a_closed_one_makes_a_new_alert(og: Opsgenie
             ExternalRef(connector_id="opsgenie", external_id=first.external_id), {"status": "closed"}
         )
     )
-    assert run(og.connector.find(made)) is None  # an alias names only an open alert
+    # An alias names only an open alert; the look before a create finds the closed one by its details.
+    assert og.state.find(str(made.id), "alias") is None
+    found = run(og.connector.find(made))
+    assert found is not None and found.external_id == first.external_id
     fresh = run(og.connector.create(made, {}))
 
     assert again.external_id == first.external_id
@@ -679,3 +682,19 @@ def test_person_in_the_ui_is_not_the_integration_and_is_seen_through_the_api(
     assert seen.fields["status"] == "acknowledged" and seen.fields["priority"] == "P2"
     refused = og.person.post(f"/alerts/{alert_id}/assign", json={"actor": MIA, "owner": "nobody@example.com"})
     assert refused.status_code == 422
+
+
+def test_notes_are_counted_across_pages_of_the_alert_notes_listing(og: Opsgenie) -> None:
+    created = run(og.connector.create(incident(), {}))
+    ref = ExternalRef(connector_id="opsgenie", external_id=created.external_id)
+    alert = og.state.alerts[created.external_id]
+    for n in range(130):  # more than one page of 100; the note sought on both sides of the break
+        text = "[incident-hub] bob: still looking" if n in (3, 120) else f"[incident-hub] bob: step {n}"
+        og.state.add_note(alert, og.state.api_actor(), text)
+
+    sought = OutboundNote(body="[incident-hub] bob: still looking")
+    assert run(og.connector.count_notes(ref, sought)) == 2
+    assert run(og.connector.count_notes(ref, OutboundNote(body="never said"))) == 0
+    pages = [e for e in og.recorder.exchanges if e.method == "GET" and e.path.endswith("/notes")]
+    assert len(pages) == 4  # two pages for each count
+    assert og.recorder.violations() == []

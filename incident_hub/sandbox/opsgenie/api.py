@@ -327,6 +327,39 @@ def api_router(state: OpsgenieState, deliveries: Deliveries) -> APIRouter:
         )
         return accepted("AddNote", change)
 
+    @router.get("/{identifier}/notes")
+    async def list_notes(identifier: str, request: Request) -> JSONResponse:
+        """Notes a page at a time (`limit` 1..100, default 20), `order` by time (default desc), from after
+        the note whose `offset` is given (`direction=next`) or before it (`prev`)."""
+        kind = _identifier_type(request)
+        query = request.query_params
+        limit = _int(query.get("limit"), DEFAULT_LIMIT, "limit")
+        order, direction = query.get("order", "desc"), query.get("direction", "next")
+        if not 1 <= limit <= MAX_LIMIT or order not in ("asc", "desc") or direction not in ("next", "prev"):
+            raise unprocessable("limit", f"Limit should be between 1 and {MAX_LIMIT}.")
+        with state.lock:
+            alert = state.find(identifier, kind)
+            if alert is None:
+                raise OpsgenieError(404, DOES_NOT_EXIST)
+            notes = sorted(alert.notes, key=lambda n: int(n.offset), reverse=order == "desc")
+        start = query.get("offset")
+        if start:
+            at = next((i for i, n in enumerate(notes) if n.offset == start), None)
+            if at is None:
+                raise unprocessable("offset", "Offset is not valid.")
+            notes = notes[at + 1 :] if direction == "next" else notes[:at][-limit:]
+        page = notes[:limit]
+        paging: dict[str, str] = {}
+        if len(notes) > limit:
+            params = {**query, "offset": page[-1].offset, "direction": "next"}
+            base = f"{str(request.base_url).rstrip('/')}{PREFIX}/{identifier}/notes"
+            paging["next"] = f"{base}?{urlencode(params)}"
+        data = [
+            {"note": n.note, "owner": n.owner, "createdAt": iso(n.created_at), "offset": n.offset}
+            for n in page
+        ]
+        return answer({"data": data, "paging": paging})
+
     @router.put("/{identifier}/priority")
     async def update_priority(identifier: str, request: Request) -> JSONResponse:
         body = await json_body(request)
@@ -460,6 +493,10 @@ def _check(field: str, op: str, value: str) -> Callable[[Alert], bool]:
         "priority": lambda a: a.priority,
         "acknowledged": lambda a: str(a.acknowledged).lower(),
     }
+    if field in ("details.key", "details.value"):
+        # Any of the alert's extra properties (alert search help: details.key, details.value).
+        part = 0 if field == "details.key" else 1
+        return lambda alert: any(pair[part] == value for pair in alert.details.items())
     if field not in texts:
         raise OpsgenieError(422, f"Invalid query: unknown field {field}")
     if field == "alias":
