@@ -39,7 +39,8 @@ class Database:
         # arrivals can overtake early ones by seconds. Queue writers here instead, in arrival order.
         self._write_turn = threading.RLock() if self.is_sqlite else None
         self._reader = sessionmaker(self._read_engine, expire_on_commit=False)
-        # Why the last write failed for want of the database (None once a write succeeds again).
+        # Why a write failed for want of the database; cleared only by a probe write that succeeds
+        # (readiness): any write is not proof, since an update in place succeeds on a full disk.
         self.write_failure: str | None = None
 
     @contextmanager
@@ -54,11 +55,13 @@ class Database:
                 with self._write_turn, self._writer() as session, session.begin():
                     yield session
         except Exception as error:
-            why = unavailable(error)
-            if why is not None:
-                self.write_failure = why
+            self._note_failure(error)
             raise
-        self.write_failure = None
+
+    def _note_failure(self, error: BaseException) -> None:
+        why = unavailable(error)
+        if why is not None:
+            self.write_failure = why
 
     def probe_write(self) -> str | None:
         """Whether writes work, by a write that needs new pages of the database (a table created and
@@ -89,12 +92,12 @@ class Database:
     def write_connection(self) -> Iterator[Connection]:
         """A write transaction on a bare connection, for Core statements on hot paths (no ORM session);
         the same write lock as `write()` on SQLite."""
-        if self._write_turn is None:
-            with self.engine.begin() as connection:
+        try:
+            with self._write_turn or contextlib.nullcontext(), self.engine.begin() as connection:
                 yield connection
-            return
-        with self._write_turn, self.engine.begin() as connection:
-            yield connection
+        except Exception as error:
+            self._note_failure(error)
+            raise
 
     @contextmanager
     def read(self) -> Iterator[Session]:
