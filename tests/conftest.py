@@ -119,7 +119,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--run-slow", action="store_true", help="also run tests marked slow (CI does)")
 
 
+# Files whose tests run minutes each: a second run would not fit the CI budget, and their faults are
+# the point, so a failure there stands.
+NO_RERUN = ("tests/chaos/", "tests/security/test_schema.py")
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # A slow test drives servers and sandboxes over loopback on a shared two-core machine, where a
+    # starved thread can miss a deadline now and then: it gets one more run (pytest-rerunfailures), and
+    # the run's summary names every test that needed it (`R`), for mending.
+    for item in items:
+        if item.get_closest_marker("slow") and not item.nodeid.startswith(NO_RERUN):
+            item.add_marker(pytest.mark.flaky(reruns=1, reruns_delay=2))
     if config.getoption("--run-slow"):
         return
     slow = [item for item in items if item.get_closest_marker("slow")]
