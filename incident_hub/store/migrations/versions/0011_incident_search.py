@@ -31,7 +31,7 @@ _TEXT = (
     "|| coalesce(CAST(summary AS TEXT), '')"
 )
 _ROOT_CAUSE = "(coalesce(root_cause, '') || ' ') || coalesce(summary ->> 'root_cause', '')"
-# name → (table, indexed expression); the same expressions as `store/tables.py` declares.
+# name → (table, indexed expression); the same expressions as `store/tables/` declares.
 _TRIGRAM = {
     "ix_incidents_text_trgm": ("incidents", _TEXT),
     "ix_incidents_root_cause_trgm": ("incidents", _ROOT_CAUSE),

@@ -1,4 +1,7 @@
-"""The hub's tables (SQLAlchemy 2 ORM). Migrations in `migrations/versions/` must match these."""
+"""The hub's tables (SQLAlchemy 2 ORM). Migrations in `migrations/versions/` must match these.
+
+The sync road's tables are here; each capability of the operations layer keeps its own in a module of
+its name (`store/tables/alerts.py`), imported at the end so `Base.metadata` holds every table."""
 
 from __future__ import annotations
 
@@ -10,7 +13,6 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     ColumnElement,
-    DateTime,
     Float,
     ForeignKey,
     Index,
@@ -23,40 +25,14 @@ from sqlalchemy import (
     literal_column,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.orm import DeclarativeBase, InstrumentedAttribute, Mapped, mapped_column, relationship
-from sqlalchemy.types import TypeDecorator
+from sqlalchemy.orm import InstrumentedAttribute, Mapped, mapped_column, relationship
 
-from incident_hub.clock import as_utc
+from incident_hub.store.tables.base import Base as Base
+from incident_hub.store.tables.base import StructuredJson
+from incident_hub.store.tables.base import UtcDateTime as UtcDateTime
 
 # Incidents in these statuses are not "open": the dedup-key index only covers the others.
 OPEN_INDEX_WHERE = "dedup_key IS NOT NULL AND status NOT IN ('RESOLVED', 'CLOSED')"
-
-
-class UtcDateTime(TypeDecorator[datetime]):
-    """Timezone-aware UTC on the way in and out, on SQLite (which stores naive text) as on PostgreSQL."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
-        if value is None:
-            return None
-        return as_utc(value)
-
-    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
-        if value is None:
-            return None
-        return as_utc(value)
-
-
-class Base(DeclarativeBase):
-    type_annotation_map = {datetime: UtcDateTime, dict[str, Any]: JSON, list[Any]: JSON}
-
-
-# The incident's structured fields: `jsonb` on PostgreSQL, so the list's filters can use containment (`@>`)
-# and its GIN indexes.
-StructuredJson = JSON().with_variant(JSONB(), "postgresql")
 
 
 def _joined(*parts: ColumnElement[Any] | InstrumentedAttribute[Any]) -> ColumnElement[str]:
