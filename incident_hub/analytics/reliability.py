@@ -4,7 +4,8 @@ An incident is down time for each service it names, from detection to resolution
 cut to the window and weighted by its impact: a total outage counts fully, a partial outage and a degraded
 service by the configured weights. Where incidents on one service overlap, the time counts once, at the
 heaviest weight among them: the statement cuts each service's time line at every start and end of its
-incidents, takes the heaviest weight over each piece, and sums the pieces.
+incidents, takes the heaviest weight over each piece, and sums the pieces (one sweep per service, in the
+order of its start and end points).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, Field
-from sqlalchemy import CTE, Float, Select, and_, case, func, literal, or_, select, true, union
+from sqlalchemy import CTE, Float, Select, and_, case, func, literal, or_, select, true, union_all
 
 from incident_hub.analytics import sql
 from incident_hub.analytics.entities import EntityKind, component_key, component_weight, impact_weight
@@ -117,8 +118,11 @@ def report(
         component_weight(dialect, weights.partial_outage, weights.degraded).label("w"),
     ).where(overlapping, component.is_not(None))
     with sql.reading(db) as session:
-        by_service = [dict(row) for row in session.execute(_downtime(service_intervals)).mappings()]
-        by_component = [dict(row) for row in session.execute(_downtime(component_intervals)).mappings()]
+        levels = [1.0, weights.partial_outage, weights.degraded]
+        by_service = [dict(row) for row in session.execute(downtime(service_intervals, levels)).mappings()]
+        by_component = [
+            dict(row) for row in session.execute(downtime(component_intervals, levels)).mappings()
+        ]
     return ReliabilityReport(
         generated_at=now,
         from_=span.start,
@@ -132,61 +136,66 @@ def report(
     )
 
 
-def _downtime(intervals: Select[Any]) -> Select[Any]:
-    """Per entity of `intervals` (entity, s, e, w: epoch seconds and weight): incidents, weighted and
-    unweighted covered seconds, failure periods and the seconds between them.
+def downtime(intervals: Select[Any], levels: list[float]) -> Select[Any]:
+    """Per entity of `intervals` (entity, s, e, w: epoch seconds and a weight among `levels`): incidents,
+    weighted and unweighted covered seconds, failure periods and the seconds between them.
 
-    The entity's time line is cut at every start and end; each piece takes the heaviest weight of the
-    intervals covering it (none: a gap). A failure period begins at a covered piece after a gap or at the
-    first piece. Every end point is some interval's end, so each gap lies between two failure periods."""
+    One sweep along each entity's time line: every interval is a start (+1) and an end (-1); running
+    counts, one per weight level (intervals at that level or heavier) and one of all, say what covers
+    the stretch up to the next point; a stretch takes the heaviest level still counted (none: a gap).
+    Points at one instant leave stretches of no length between them, which are dropped: touching
+    intervals make one failure period, whatever order their points take. Linear
+    after the sort, where cutting at every point and joining each piece to its intervals grew with the
+    square of an entity's incidents. Every end point is some interval's end, so each gap lies between
+    two failure periods."""
     iv: CTE = intervals.cte("intervals")
-    points = union(select(iv.c.entity, iv.c.s.label("t")), select(iv.c.entity, iv.c.e.label("t"))).cte(
-        "points"
-    )
-    pieces = select(
+    heaviest_first = sorted({level for level in levels if level > 0}, reverse=True)
+    starts = select(iv.c.entity, iv.c.s.label("t"), literal(1).label("delta"), iv.c.w)
+    ends = select(iv.c.entity, iv.c.e.label("t"), literal(-1).label("delta"), iv.c.w)
+    points = union_all(starts, ends).cte("points")
+    order = (points.c.t, points.c.delta.desc())  # any order within an instant: see above
+
+    def running(level: float | None) -> Any:
+        delta = points.c.delta if level is None else case((points.c.w >= level, points.c.delta), else_=0)
+        return func.sum(delta).over(partition_by=points.c.entity, order_by=order, rows=(None, 0))
+
+    stretches = select(
         points.c.entity,
         points.c.t.label("s"),
-        func.lead(points.c.t).over(partition_by=points.c.entity, order_by=points.c.t).label("e"),
-    ).cte("pieces")
-    covered = (
-        select(
-            pieces.c.entity,
-            pieces.c.s,
-            pieces.c.e,
-            func.max(iv.c.w).label("w"),
-            func.count(iv.c.entity).label("n"),
-        )
-        .select_from(pieces)
-        .outerjoin(iv, and_(iv.c.entity == pieces.c.entity, iv.c.s <= pieces.c.s, iv.c.e >= pieces.c.e))
-        .where(pieces.c.e.is_not(None))
-        .group_by(pieces.c.entity, pieces.c.s, pieces.c.e)
-        .cte("covered")
+        func.lead(points.c.t).over(partition_by=points.c.entity, order_by=order).label("e"),
+        running(None).label("n"),
+        *(running(level).label(f"n{i}") for i, level in enumerate(heaviest_first)),
+    ).cte("stretches")
+    # Stretches of no length (two points at one instant) cover nothing and do not split a period.
+    real = select(stretches).where(stretches.c.e > stretches.c.s).cte("real")
+    weight = case(
+        *((real.c[f"n{i}"] > 0, literal(level, Float)) for i, level in enumerate(heaviest_first)),
+        else_=literal(0.0, Float),
     )
-    before = func.lag(covered.c.n).over(partition_by=covered.c.entity, order_by=covered.c.s)
-    marked = select(covered, before.label("before")).cte("marked")
+    before = func.lag(real.c.n).over(partition_by=real.c.entity, order_by=real.c.s)
+    marked = select(
+        real.c.entity, real.c.s, real.c.e, real.c.n, weight.label("w"), before.label("before")
+    ).cte("marked")
     length = marked.c.e - marked.c.s
-    downtime = (
-        select(
-            marked.c.entity,
-            func.sum(case((marked.c.n > 0, length * marked.c.w), else_=0.0)).label("weighted"),
-            func.sum(case((marked.c.n > 0, length), else_=0.0)).label("impacted"),
-            func.sum(case((marked.c.n == 0, length), else_=0.0)).label("gaps"),
-            func.count(
-                case((and_(marked.c.n > 0, or_(marked.c.before.is_(None), marked.c.before == 0)), 1))
-            ).label("failures"),
-        )
-        .group_by(marked.c.entity)
-        .subquery("downtime")
-    )
+    covered = select(
+        marked.c.entity,
+        func.sum(case((marked.c.n > 0, length * marked.c.w), else_=0.0)).label("weighted"),
+        func.sum(case((marked.c.n > 0, length), else_=0.0)).label("impacted"),
+        func.sum(case((marked.c.n == 0, length), else_=0.0)).label("gaps"),
+        func.count(
+            case((and_(marked.c.n > 0, or_(marked.c.before.is_(None), marked.c.before == 0)), 1))
+        ).label("failures"),
+    ).group_by(marked.c.entity)
+    covered_sq = covered.subquery("downtime")
     counts = select(iv.c.entity, func.count().label("incidents")).group_by(iv.c.entity).subquery("counts")
     return select(
         counts.c.entity,
         counts.c.incidents,
-        func.coalesce(downtime.c.weighted, 0.0).label("weighted"),
-        func.coalesce(downtime.c.impacted, 0.0).label("impacted"),
-        func.coalesce(downtime.c.gaps, 0.0).label("gaps"),
-        func.coalesce(downtime.c.failures, 0).label("failures"),
-    ).outerjoin(downtime, downtime.c.entity == counts.c.entity)
+        func.coalesce(covered_sq.c.weighted, 0.0).label("weighted"),
+        func.coalesce(covered_sq.c.impacted, 0.0).label("impacted"),
+        func.coalesce(covered_sq.c.gaps, 0.0).label("gaps"),
+        func.coalesce(covered_sq.c.failures, 0).label("failures"),
+    ).outerjoin(covered_sq, covered_sq.c.entity == counts.c.entity)
 
 
 def _ranked(
