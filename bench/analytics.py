@@ -26,11 +26,8 @@ import argparse
 import math
 import random
 import sys
-import tempfile
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -41,13 +38,11 @@ from sqlalchemy import event, insert
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchdb import DEFAULT_POSTGRES, database  # noqa: E402
+from benchdb import DEFAULT_POSTGRES, database, running_hub  # noqa: E402
 from report import header, machine, row, table, write_rows  # noqa: E402
 
-from incident_hub.api.app import create_app  # noqa: E402
 from incident_hub.api.auth import Scope  # noqa: E402
 from incident_hub.hub import Hub  # noqa: E402
-from incident_hub.settings import Settings  # noqa: E402
 from incident_hub.store.tables import IncidentRow  # noqa: E402
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
@@ -177,19 +172,6 @@ def fill(hub: Hub, start: int, count: int, batch: int = 5000) -> float:
     return time.perf_counter() - began
 
 
-@contextmanager
-def running_hub(url: str) -> Iterator[tuple[TestClient, Hub]]:
-    with tempfile.TemporaryDirectory() as data_dir:
-        settings = Settings.model_validate(
-            {"database_url": url, "data_dir": Path(data_dir), "log_json": False, "log_level": "WARNING"}
-        )
-        app = create_app(settings)
-        with TestClient(app) as client:
-            hub: Hub = app.state.hub
-            client.headers["Authorization"] = f"Bearer {hub.api_keys.create('bench', [Scope.READ]).key}"
-            yield client, hub
-
-
 def _cases() -> list[tuple[str, str, str, dict[str, str]]]:
     """(kind, name, path, parameters) of each report and each filter."""
     cases = []
@@ -271,7 +253,7 @@ def main() -> None:
     info = machine()
     print(header(info), flush=True)
     results: dict[int, dict[str, dict[str, Any]]] = {}
-    with database(args.db, args.postgres_url) as url, running_hub(url) as (client, hub):
+    with database(args.db, args.postgres_url) as url, running_hub(url, Scope.READ) as (client, hub):
         have = 0
         for size in sizes:
             took = fill(hub, have, size - have)

@@ -28,10 +28,7 @@ import platform
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -43,14 +40,12 @@ from sqlalchemy import text
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchdb import DEFAULT_POSTGRES, database  # noqa: E402
+from benchdb import DEFAULT_POSTGRES, database, running_hub  # noqa: E402
 from report import row  # noqa: E402
 
-from incident_hub.api.app import create_app  # noqa: E402
 from incident_hub.api.auth import Scope  # noqa: E402
 from incident_hub.hub import Hub  # noqa: E402
 from incident_hub.incident_pages import encode_cursor  # noqa: E402
-from incident_hub.settings import Settings  # noqa: E402
 from tests.incident_fill import NEWEST_CREATED, SPACING, every_filter, fill_incidents, filter_name  # noqa: E402
 
 TARGET_RATIO = 1.5
@@ -90,19 +85,6 @@ def machine() -> dict[str, str]:
 
 
 # ---- measuring --------------------------------------------------------------------------------------
-
-
-@contextmanager
-def running_hub(url: str) -> Iterator[tuple[TestClient, Hub]]:
-    with tempfile.TemporaryDirectory() as data_dir:
-        settings = Settings.model_validate(
-            {"database_url": url, "data_dir": Path(data_dir), "log_json": False, "log_level": "WARNING"}
-        )
-        app = create_app(settings)
-        with TestClient(app) as client:
-            hub: Hub = app.state.hub
-            client.headers["Authorization"] = f"Bearer {hub.api_keys.create('bench', [Scope.WRITE]).key}"
-            yield client, hub
 
 
 def _params(filters: dict[str, Any], cursor: str | None) -> list[tuple[str, str]]:
@@ -167,7 +149,7 @@ def measure_creates(client: TestClient, hub: Hub, db: str, size: int, creates: i
 
 def bench_db(db: str, sizes: list[int], options: argparse.Namespace) -> list[Figure]:
     figures: list[Figure] = []
-    with database(db, options.postgres_url) as url, running_hub(url) as (client, hub):
+    with database(db, options.postgres_url) as url, running_hub(url, Scope.WRITE) as (client, hub):
         held = 0
         for size in sizes:
             started = time.monotonic()

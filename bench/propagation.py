@@ -1196,7 +1196,7 @@ def json_rows(runs: list[Run]) -> list[dict[str, Any]]:
                     f"oldest pending webhook, worst window, {run.db}",
                     max(w["oldest_pending_ms"] for w in full),
                     "ms",
-                            higher_is_better=False,
+                    higher_is_better=False,
                     note="sampled every second from the hub's inbox",
                 )
             )
